@@ -1,0 +1,127 @@
+//! Limiter benchmarks: one decision for an existing key (100k / 1M keys, 1 / 2 threads), inserting
+//! a new key, and resident memory per tracked key. Seeded xorshift, no `rand` dependency.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use tollgate::limiter::{Check, Key, KeyPart, Limiter, Limits, MonotonicClock, Rule};
+
+const MINUTE_MS: u64 = 60_000;
+
+/// xorshift64: deterministic, good enough to pick keys.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// Key `i` is a client IPv4 address, as with a per-IP rule.
+fn check(rule: &Rule, i: u64) -> Check<'_, 'static> {
+    let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i as u32)));
+    Check {
+        rule,
+        key: Key::single(KeyPart::Ip(ip)),
+        cost: 1,
+    }
+}
+
+/// One 1-minute window high enough that every benchmarked request is allowed (the common path).
+fn rule() -> Rule {
+    Rule::new(
+        "bench",
+        Limits::new([(MINUTE_MS, u32::MAX, "bench")]),
+        false,
+    )
+}
+
+fn populated(rule: &Rule, keys: u64) -> Limiter {
+    let limiter = Limiter::new(Arc::new(MonotonicClock::new()), usize::MAX);
+    for i in 0..keys {
+        limiter.check_at(0, &[check(rule, i)]);
+    }
+    limiter
+}
+
+/// `iters` decisions on each of `threads` threads; returns wall time per decision × iters.
+fn hammer(limiter: &Limiter, rule: &Rule, keys: u64, threads: u32, iters: u64) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ u64::from(t + 1));
+                for _ in 0..iters {
+                    black_box(limiter.check(&[check(rule, rng.next() % keys)]));
+                }
+            });
+        }
+    });
+    start.elapsed() / threads
+}
+
+fn existing_key(c: &mut Criterion) {
+    let rule = rule();
+    let mut group = c.benchmark_group("decision_existing_key");
+    for keys in [100_000u64, 1_000_000] {
+        let limiter = populated(&rule, keys);
+        group.bench_with_input(BenchmarkId::new("1_thread", keys), &keys, |b, &keys| {
+            let mut rng = XorShift(42);
+            b.iter(|| black_box(limiter.check(&[check(&rule, rng.next() % keys)])));
+        });
+        group.bench_with_input(BenchmarkId::new("2_threads", keys), &keys, |b, &keys| {
+            b.iter_custom(|iters| hammer(&limiter, &rule, keys, 2, iters));
+        });
+    }
+    group.finish();
+}
+
+fn new_key(c: &mut Criterion) {
+    let rule = rule();
+    let limiter = Limiter::new(Arc::new(MonotonicClock::new()), usize::MAX);
+    let mut next = 0u64;
+    c.bench_function("decision_new_key_insert", |b| {
+        b.iter(|| {
+            next += 1;
+            black_box(limiter.check_at(0, &[check(&rule, next)]))
+        });
+    });
+}
+
+/// Resident set size in bytes, from /proc/self/status.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn bytes_per_key(_: &mut Criterion) {
+    const KEYS: u64 = 1_000_000;
+    let rule = rule();
+    let before = rss_bytes();
+    let limiter = populated(&rule, KEYS);
+    let after = rss_bytes();
+    eprintln!(
+        "bytes per tracked key (VmRSS, {} keys, one 1-minute window): {:.1}",
+        limiter.tracked_keys(),
+        after.saturating_sub(before) as f64 / KEYS as f64
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3));
+    targets = bytes_per_key, existing_key, new_key
+}
+criterion_main!(benches);

@@ -1,0 +1,278 @@
+//! `App::build` binds every listener and returns their real addresses; `run` serves until
+//! shutdown, then drains.
+//!
+//! Wiring only: this is where planes meet. The proxy gets the limiter and the live config; the
+//! admin plane gets the readiness latch, the metrics registry and the limiter's counters.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::config::reload::Reloader;
+use crate::config::{Config, Overrides, RuntimeConfig, Settings};
+use crate::limiter::{Clock, Limiter, MonotonicClock};
+use crate::proxy::forward;
+use crate::proxy::listener::{self, ConnLimits};
+use crate::proxy::metrics::ConnMetrics;
+use crate::proxy::service::ProxyState;
+use crate::proxy::tls;
+use crate::shutdown::{Shutdown, Tracker};
+use crate::telemetry::Metrics;
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How to build an app beyond its config.
+pub struct AppOptions {
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    /// The file to reload from (SIGHUP, file change); none in quick mode and most tests.
+    pub config_path: Option<PathBuf>,
+    pub overrides: Overrides,
+    /// Handle SIGTERM/SIGINT (drain and exit) and SIGHUP (reload). The binary sets this.
+    pub signals: bool,
+}
+
+impl AppOptions {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            clock: Arc::new(MonotonicClock::default()),
+            config_path: None,
+            overrides: Overrides::default(),
+            signals: false,
+        }
+    }
+}
+
+/// A running tollgate.
+pub struct App {
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    settings: Settings,
+    shutdown: Shutdown,
+    connections: Tracker,
+    readiness: Readiness,
+    live: Arc<ArcSwap<RuntimeConfig>>,
+    limiter: Arc<Limiter>,
+    reloader: Option<Arc<Reloader>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    signals: bool,
+}
+
+impl App {
+    /// Bind the proxy and admin listeners and start serving. /ready turns true before this returns.
+    pub async fn build(config: Config, opts: AppOptions) -> Result<App, AppError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let Config {
+            settings,
+            runtime,
+            raw,
+        } = config;
+        let proxy_listener = bind("proxy", settings.listen).await?;
+        let admin_listener = bind("admin", settings.admin.listen).await?;
+        let proxy_addr = proxy_listener
+            .local_addr()
+            .map_err(|e| AppError::Setup(e.to_string()))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|e| AppError::Setup(e.to_string()))?;
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(tls::acceptor)
+            .transpose()
+            .map_err(AppError::Setup)?;
+        let client = forward::client(&settings.upstream).map_err(AppError::Setup)?;
+        let limiter = Arc::new(Limiter::new(opts.clock.clone(), settings.max_keys));
+        let live = Arc::new(ArcSwap::from_pointee(runtime));
+        let state = Arc::new(ProxyState {
+            config: live.clone(),
+            limiter: limiter.clone(),
+            client,
+            response_timeout: settings.upstream.response_timeout,
+            proto: if tls.is_some() { "https" } else { "http" },
+            conn_metrics: ConnMetrics::new(&opts.metrics),
+        });
+        let shutdown = Shutdown::default();
+        let connections = Tracker::default();
+        let readiness = Readiness::default();
+        let limits = Arc::new(ConnLimits::new(&settings));
+        tokio::spawn(listener::serve(
+            proxy_listener,
+            state,
+            limits,
+            tls,
+            shutdown.subscribe(),
+            connections.clone(),
+        ));
+        let admin_state = Arc::new(AdminState::new(
+            readiness.clone(),
+            opts.metrics.clone(),
+            limiter.clone(),
+        ));
+        tokio::spawn(admin::serve(
+            admin_listener,
+            admin_state,
+            shutdown.subscribe(),
+        ));
+        spawn_housekeeping(&settings, &limiter, &opts.metrics, &shutdown);
+        let reloader = opts.config_path.map(|path| {
+            Arc::new(Reloader::new(
+                path,
+                opts.overrides,
+                live.clone(),
+                opts.metrics.clone(),
+                raw,
+            ))
+        });
+        let watcher = match &reloader {
+            Some(r) => Some(r.watch().map_err(|e| {
+                AppError::Setup(format!("cannot watch {}: {e}", r.path().display()))
+            })?),
+            None => None,
+        };
+        readiness.set(true);
+        tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "tollgate ready");
+        Ok(App {
+            proxy_addr,
+            admin_addr,
+            settings,
+            shutdown,
+            connections,
+            readiness,
+            live,
+            limiter,
+            reloader,
+            _watcher: watcher,
+            signals: opts.signals,
+        })
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Trigger this to begin a graceful shutdown.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    pub fn config(&self) -> Arc<ArcSwap<RuntimeConfig>> {
+        self.live.clone()
+    }
+
+    pub fn limiter(&self) -> Arc<Limiter> {
+        self.limiter.clone()
+    }
+
+    pub fn reloader(&self) -> Option<Arc<Reloader>> {
+        self.reloader.clone()
+    }
+
+    /// Serve until shutdown (a signal, or [`Shutdown::trigger`]), then: /ready fails, the proxy
+    /// stops accepting, in-flight requests drain up to `drain_timeout`.
+    pub async fn run(self) -> Result<(), AppError> {
+        if self.signals {
+            self.wait_for_signals().await?;
+        } else {
+            self.shutdown.wait().await;
+        }
+        self.readiness.set(false);
+        self.shutdown.trigger();
+        tracing::info!(open = self.connections.active(), "draining");
+        let left = self.connections.drain(self.settings.drain_timeout).await;
+        if left > 0 {
+            tracing::warn!(left, "drain deadline passed; closing remaining connections");
+        }
+        tracing::info!("tollgate stopped");
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    async fn wait_for_signals(&self) -> Result<(), AppError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let sig = |k| {
+            signal(k).map_err(|e| AppError::Setup(format!("cannot install signal handler: {e}")))
+        };
+        let (mut term, mut int, mut hup) = (
+            sig(SignalKind::terminate())?,
+            sig(SignalKind::interrupt())?,
+            sig(SignalKind::hangup())?,
+        );
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); return Ok(()) }
+                _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()) }
+                _ = self.shutdown.wait() => return Ok(()),
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received");
+                    if let Some(r) = self.reloader.clone() {
+                        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn wait_for_signals(&self) -> Result<(), AppError> {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Ok(()),
+            _ = self.shutdown.wait() => Ok(()),
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+/// The idle-key sweeper and the metrics upkeep, both until shutdown.
+fn spawn_housekeeping(
+    settings: &Settings,
+    limiter: &Arc<Limiter>,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) {
+    let (limiter, every, stop) = (limiter.clone(), settings.sweep_interval, shutdown.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { limiter.sweep(limiter.now_ms()); }
+                _ = stop.wait() => return,
+            }
+        }
+    });
+    let (metrics, stop) = (metrics.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => metrics.upkeep(),
+                _ = stop.wait() => return,
+            }
+        }
+    });
+}

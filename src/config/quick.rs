@@ -1,0 +1,70 @@
+//! Quick mode: a whole config from command-line flags, no file needed.
+//!
+//! `tollgate --listen 127.0.0.1:8080 --upstream http://127.0.0.1:3000 --limit 100/s --key header:x-api-key`
+//! becomes one catch-all route to the upstream(s) with one rule named `quick`.
+
+use super::raw::{RawConfig, RawRoute, RawRule, RawServer};
+
+/// Build the raw config; validation happens exactly as for a file.
+pub fn quick_config(
+    listen: Option<&str>,
+    upstreams: &[String],
+    limits: &[String],
+    key: &str,
+) -> RawConfig {
+    let rules = if limits.is_empty() {
+        Vec::new()
+    } else {
+        vec![RawRule {
+            name: "quick".into(),
+            key: key.into(),
+            limits: limits.to_vec(),
+            ..Default::default()
+        }]
+    };
+    RawConfig {
+        server: RawServer {
+            listen: listen.map(str::to_string),
+            ..Default::default()
+        },
+        routes: vec![RawRoute {
+            name: "default".into(),
+            upstreams: upstreams.to_vec(),
+            rules: rules.iter().map(|r| r.name.clone()).collect(),
+            ..Default::default()
+        }],
+        rules,
+        ..Default::default()
+    }
+}
+
+/// Settings that the environment or flags override over the file (TOLLGATE_LISTEN,
+/// TOLLGATE_ADMIN_LISTEN, TOLLGATE_ADMIN_TOKEN, TOLLGATE_LOG). Applied at startup and on every reload.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub admin_token: Option<String>,
+    pub log: Option<String>,
+    pub workers: Option<usize>,
+}
+
+impl Overrides {
+    pub fn apply(&self, raw: &mut RawConfig) {
+        if let Some(v) = &self.listen {
+            raw.server.listen = Some(v.clone());
+        }
+        if let Some(v) = &self.admin_listen {
+            raw.admin.listen = Some(v.clone());
+        }
+        if let Some(v) = &self.admin_token {
+            raw.admin.token = Some(v.clone());
+        }
+        if let Some(v) = &self.log {
+            raw.log.level = Some(v.clone());
+        }
+        if let Some(v) = self.workers {
+            raw.server.workers = Some(v);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The config file as written: serde types that mirror `config/tollgate.toml` one to one.
+//!
+//! Owns only the shape of the file and its defaults. Nothing here is trusted: durations, limits,
+//! CIDRs and key specs are still strings, and `validate.rs` turns them into typed values.
+//! Every table denies unknown fields so a typo is an error, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub upstream: RawUpstreamDefaults,
+    #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub log: RawLog,
+    /// Key material for `jwt:CLAIM` keys; absent means no rule may use a JWT key.
+    pub jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// Tier name -> rule name -> limits (e.g. `["1000/m"]`).
+    #[serde(default)]
+    pub tiers: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    pub overrides: Vec<RawOverride>,
+}
+
+/// The proxy listener.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address the proxy listens on. Default 127.0.0.1:8080.
+    pub listen: Option<String>,
+    /// Tokio worker threads; 0 or absent means one per core.
+    pub workers: Option<usize>,
+    pub tls: Option<RawTls>,
+    /// Deadline for a whole request head (slowloris guard). Default "10s".
+    pub header_timeout: Option<String>,
+    /// Close a connection after this long with no bytes either way. Default "60s".
+    pub idle_timeout: Option<String>,
+    /// Maximum bytes of a request head. Default 16384; larger heads get 431.
+    pub max_header_bytes: Option<usize>,
+    /// Maximum number of request headers. Default 100; more get 431.
+    pub max_headers: Option<usize>,
+    /// Maximum concurrent client connections. Default 10000; past it new ones wait in the backlog.
+    pub max_connections: Option<usize>,
+    /// How long in-flight requests may finish after SIGTERM. Default "30s".
+    pub drain_timeout: Option<String>,
+}
+
+/// PEM files for the proxy's TLS listener (HTTP/1.1 and HTTP/2 by ALPN).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+/// The admin listener (probes and metrics).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Default 127.0.0.1:9091. A non-loopback address requires `token`.
+    pub listen: Option<String>,
+    /// Bearer token for the admin API. Prefer TOLLGATE_ADMIN_TOKEN to writing it here.
+    pub token: Option<String>,
+}
+
+/// Defaults for every upstream.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamDefaults {
+    /// TCP (+TLS) connect deadline. Default "2s"; a failure answers 502.
+    pub connect_timeout: Option<String>,
+    /// Deadline for the upstream's response head. Default "30s"; past it 504.
+    pub response_timeout: Option<String>,
+    /// How long an idle pooled connection is kept. Default "90s".
+    pub pool_idle_timeout: Option<String>,
+    /// Idle pooled connections kept per upstream host. Default 256.
+    pub pool_max_idle: Option<usize>,
+    /// Extra CA bundle (PEM) trusted for https upstreams, beside the webpki roots.
+    pub ca_file: Option<String>,
+}
+
+/// Forwarding headers and which peers are trusted to set them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    /// Set X-Forwarded-For/-Proto/-Host. Default true.
+    pub x_forwarded: Option<bool>,
+    /// Also set the RFC 7239 `Forwarded` header. Default false.
+    pub forwarded: Option<bool>,
+    /// CIDRs whose X-Forwarded-For is believed when picking the client IP.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// Limiter-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Tracked (rule, key) pairs at most. Default 1000000.
+    pub max_keys: Option<usize>,
+    /// How often idle keys are swept. Default "10s".
+    pub sweep_interval: Option<String>,
+    /// Shadow mode for every rule: count and report, never block. Default false.
+    pub shadow: Option<bool>,
+    /// Also send X-RateLimit-Limit/-Remaining/-Reset. Default false.
+    pub legacy_headers: Option<bool>,
+    /// Body of a 429; `{rule}` and `{retry_after}` are replaced.
+    pub deny_body: Option<String>,
+    /// Content-Type of that body. Default "application/json".
+    pub deny_content_type: Option<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// "text" (default) or "json".
+    pub format: Option<String>,
+    /// One line per request. Default false.
+    pub access_log: Option<bool>,
+    /// A tracing filter such as "info" or "tollgate=debug"; TOLLGATE_LOG/RUST_LOG win.
+    pub level: Option<String>,
+}
+
+/// How JWTs for `jwt:CLAIM` keys are verified.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    /// "HS256", "RS256" or "ES256".
+    pub algorithm: Option<String>,
+    /// HS256 shared secret (prefer `secret_env`).
+    pub secret: Option<String>,
+    /// Name of an environment variable holding the HS256 secret.
+    pub secret_env: Option<String>,
+    /// PEM public key file for RS256/ES256.
+    pub public_key_file: Option<String>,
+    /// Default true. false trusts unsigned claims: only behind a gateway that already verified them.
+    pub verify: Option<bool>,
+    /// Header carrying the token. Default "authorization" (with a "Bearer " prefix).
+    pub header: Option<String>,
+}
+
+/// One route: a match and a destination.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    /// Exact Host (port ignored), or "*.example.com".
+    pub host: Option<String>,
+    /// Path prefix, matched on segment boundaries ("/api" matches "/api" and "/api/x", not "/apix").
+    pub path_prefix: Option<String>,
+    /// Glob over the path: `*` within one segment, `**` across segments.
+    pub path_pattern: Option<String>,
+    /// Methods matched; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Upstream base URLs, taken in turn.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    /// A fixed response instead of an upstream.
+    pub direct: Option<RawDirect>,
+    /// Rule names checked for this route, all-or-nothing.
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+/// A static response, like Envoy's direct_response or nginx's `return`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirect {
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// One rule: a key and its limits.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: String,
+    /// "ip", "header:NAME", "query:NAME", "jwt:CLAIM", or several joined by commas.
+    pub key: String,
+    /// Sliding windows, e.g. ["10/s", "1000/h", "50/30s"].
+    #[serde(default)]
+    pub limits: Vec<String>,
+    /// "reject" (401, default), "anonymous" (one shared bucket) or "skip".
+    pub on_missing: Option<String>,
+    /// Fixed weight of a request. Default 1.
+    pub cost: Option<u32>,
+    /// Header carrying the weight; absent header means `cost`.
+    pub cost_header: Option<String>,
+    /// Count and report, never block. Default false.
+    pub shadow: Option<bool>,
+}
+
+/// A per-key override: a tier or explicit limits.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    /// The key as the rule sees it (composite parts joined by `|`).
+    pub key: String,
+    /// Only this rule; absent means every rule.
+    pub rule: Option<String>,
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub limits: Vec<String>,
+}

@@ -1,0 +1,151 @@
+//! Live reload: SIGHUP, a change in the config file's directory (notify; Kubernetes swaps
+//! ConfigMaps by symlink, so the directory is watched, not the file), or a call to `reload()`.
+//!
+//! A reload parses, validates and swaps off the hot path. An invalid file is logged and counted,
+//! and the old config stays in force. Limiter counters live in the limiter, keyed by rule name, so
+//! rules that survive a reload keep their counts.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metrics::Counter;
+use notify::{RecursiveMode, Watcher};
+
+use super::quick::Overrides;
+use super::{parse, validate, ConfigErrors, RawConfig, RuntimeConfig};
+use crate::telemetry::{Metrics, RELOADS};
+
+/// Reloads one file into the live config.
+pub struct Reloader {
+    path: PathBuf,
+    overrides: Overrides,
+    live: Arc<ArcSwap<RuntimeConfig>>,
+    metrics: Metrics,
+    /// The raw config in force, to spot startup-only changes and skip no-op events.
+    current: Mutex<RawConfig>,
+    ok: Counter,
+    failed: Counter,
+}
+
+impl Reloader {
+    pub fn new(
+        path: PathBuf,
+        overrides: Overrides,
+        live: Arc<ArcSwap<RuntimeConfig>>,
+        metrics: Metrics,
+        current: RawConfig,
+    ) -> Self {
+        let ok = metrics.counter(RELOADS, &[("result", "success")]);
+        let failed = metrics.counter(RELOADS, &[("result", "failure")]);
+        Self {
+            path,
+            overrides,
+            live,
+            metrics,
+            current: Mutex::new(current),
+            ok,
+            failed,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reload now. `Ok(false)` means the file had not changed.
+    pub fn reload(&self) -> Result<bool, ConfigErrors> {
+        let result = self.try_reload();
+        match &result {
+            Ok(true) => {
+                self.ok.increment(1);
+                tracing::info!(path = %self.path.display(), "config reloaded");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.failed.increment(1);
+                tracing::error!("config reload rejected, keeping the old config: {e}");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<bool, ConfigErrors> {
+        let origin = self.path.display().to_string();
+        let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigErrors {
+            origin: origin.clone(),
+            errors: vec![super::ConfigError {
+                field: "(file)".into(),
+                reason: format!("cannot read: {e}"),
+            }],
+        })?;
+        let mut raw = parse(&text, &origin)?;
+        self.overrides.apply(&mut raw);
+        let mut current = self.current.lock().expect("reload lock poisoned");
+        if *current == raw {
+            return Ok(false);
+        }
+        let config = validate(raw.clone(), &origin, &self.metrics)?;
+        warn_startup_only(&current, &raw);
+        self.live.store(Arc::new(config.runtime));
+        *current = raw;
+        Ok(true)
+    }
+
+    /// Watch the file's directory and reload on change until the returned watcher is dropped.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = tx.send(());
+                }
+            })?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Editors and ConfigMap swaps come as bursts of events: settle, then reload once.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while rx.try_recv().is_ok() {}
+                let me = me.clone();
+                let _ = tokio::task::spawn_blocking(move || me.reload()).await;
+            }
+        });
+        Ok(watcher)
+    }
+}
+
+fn warn_startup_only(old: &RawConfig, new: &RawConfig) {
+    let changed = [
+        ("server", old.server != new.server),
+        ("admin", old.admin != new.admin),
+        ("upstream", old.upstream != new.upstream),
+        (
+            "limits.max_keys",
+            old.limits.max_keys != new.limits.max_keys,
+        ),
+        (
+            "limits.sweep_interval",
+            old.limits.sweep_interval != new.limits.sweep_interval,
+        ),
+        (
+            "log",
+            old.log.format != new.log.format || old.log.level != new.log.level,
+        ),
+    ];
+    for (section, differs) in changed {
+        if differs {
+            tracing::warn!(
+                section,
+                "this setting changed but only takes effect after a restart"
+            );
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Startup settings: listeners, timeouts, pools, limiter size, logging.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::super::parse;
+use super::super::raw::RawConfig;
+use super::super::settings::{AdminSettings, LogSettings, Settings, TlsFiles, UpstreamSettings};
+use super::{addr, Errors};
+use crate::telemetry::LogFormat;
+
+fn dur(errs: &mut Errors, field: &str, value: &Option<String>, default: u64) -> Duration {
+    match value {
+        None => Duration::from_secs(default),
+        Some(v) => errs.check(field, parse::duration(v)).unwrap_or_default(),
+    }
+}
+
+fn positive(
+    errs: &mut Errors,
+    field: &str,
+    value: Option<usize>,
+    default: usize,
+    min: usize,
+) -> usize {
+    let v = value.unwrap_or(default);
+    if v < min {
+        errs.push(field, format!("must be at least {min}, got {v}"));
+    }
+    v
+}
+
+pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
+    let s = &raw.server;
+    let listen = addr(errs, "server.listen", s.listen.as_deref(), "127.0.0.1:8080");
+    let admin = admin(raw, errs);
+    let header_timeout = dur(errs, "server.header_timeout", &s.header_timeout, 10);
+    let idle_timeout = dur(errs, "server.idle_timeout", &s.idle_timeout, 60);
+    for (field, d) in [
+        ("server.header_timeout", header_timeout),
+        ("server.idle_timeout", idle_timeout),
+    ] {
+        if d.is_zero() {
+            errs.push(field, "must be greater than zero");
+        }
+    }
+    let settings = Settings {
+        listen: listen?,
+        workers: s.workers.unwrap_or(0),
+        tls: s.tls.as_ref().map(|t| TlsFiles {
+            cert: PathBuf::from(&t.cert),
+            key: PathBuf::from(&t.key),
+        }),
+        header_timeout,
+        idle_timeout,
+        max_header_bytes: positive(
+            errs,
+            "server.max_header_bytes",
+            s.max_header_bytes,
+            16384,
+            8192,
+        ),
+        max_headers: positive(errs, "server.max_headers", s.max_headers, 100, 1),
+        max_connections: positive(errs, "server.max_connections", s.max_connections, 10_000, 1),
+        drain_timeout: dur(errs, "server.drain_timeout", &s.drain_timeout, 30),
+        admin: admin?,
+        upstream: upstream(raw, errs),
+        max_keys: positive(errs, "limits.max_keys", raw.limits.max_keys, 1_000_000, 1),
+        sweep_interval: dur(
+            errs,
+            "limits.sweep_interval",
+            &raw.limits.sweep_interval,
+            10,
+        ),
+        log: log(raw, errs),
+    };
+    Some(settings)
+}
+
+fn admin(raw: &RawConfig, errs: &mut Errors) -> Option<AdminSettings> {
+    let listen = addr(
+        errs,
+        "admin.listen",
+        raw.admin.listen.as_deref(),
+        "127.0.0.1:9091",
+    )?;
+    let token = raw.admin.token.clone().filter(|t| !t.is_empty());
+    if !listen.ip().is_loopback() && token.is_none() {
+        errs.push(
+            "admin.listen",
+            format!("{listen} is not a loopback address: set admin.token (or TOLLGATE_ADMIN_TOKEN) before exposing the admin port"),
+        );
+    }
+    Some(AdminSettings { listen, token })
+}
+
+fn upstream(raw: &RawConfig, errs: &mut Errors) -> UpstreamSettings {
+    let u = &raw.upstream;
+    UpstreamSettings {
+        connect_timeout: dur(errs, "upstream.connect_timeout", &u.connect_timeout, 2),
+        response_timeout: dur(errs, "upstream.response_timeout", &u.response_timeout, 30),
+        pool_idle_timeout: dur(errs, "upstream.pool_idle_timeout", &u.pool_idle_timeout, 90),
+        pool_max_idle: u.pool_max_idle.unwrap_or(256),
+        ca_file: u.ca_file.as_ref().map(PathBuf::from),
+    }
+}
+
+fn log(raw: &RawConfig, errs: &mut Errors) -> LogSettings {
+    let format = match raw.log.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            errs.push(
+                "log.format",
+                format!("expected \"text\" or \"json\", got {other:?}"),
+            );
+            LogFormat::Text
+        }
+    };
+    LogSettings {
+        format,
+        level: raw.log.level.clone(),
+    }
+}

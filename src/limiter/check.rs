@@ -1,0 +1,190 @@
+//! One decision across several checks: all-or-nothing over entries that live under different locks.
+//!
+//! Owns the order of a decision: enforcing checks first, each reserved under its own entry lock
+//! and released before the next is taken (never two DashMap guards at once, so no lock-order
+//! deadlock); then, if one denied, the rollback of earlier reservations; then shadow checks.
+//! Must not touch slot arithmetic (`window.rs`) or table upkeep (`table.rs`).
+//!
+//! Between a reservation and its rollback another request may see the reserved cost and be denied;
+//! that brief over-count is the price of never holding two locks, and it errs on the safe side.
+
+use smallvec::SmallVec;
+
+use super::decision::{Check, Decision, Statuses};
+use super::entry::{Denial, Entry, Marks};
+use super::key::DisplayBuf;
+use super::table::Limiter;
+
+/// A committed check that may have to be undone.
+struct Reservation {
+    hash: u64,
+    cost: u32,
+    marks: Marks,
+}
+
+/// The denial that decides the retry-after: the one that allows last.
+#[derive(Clone, Copy)]
+struct Blocker {
+    check: u16,
+    denial: Denial,
+}
+
+impl Limiter {
+    /// Decides `checks` at `now_ms`: the request passes only if every window of every enforcing
+    /// check allows it, and is then counted in all of them; a denied request is counted nowhere.
+    pub fn check_at(&self, now_ms: u64, checks: &[Check<'_, '_>]) -> Decision {
+        let mut buf = DisplayBuf::default();
+        let mut statuses = Statuses::new();
+        let mut reserved: SmallVec<[Reservation; 2]> = SmallVec::new();
+        let mut blocker: Option<Blocker> = None;
+        for (check, c) in indexed(checks).filter(|(_, c)| !c.rule.shadow) {
+            buf.fill(&c.key);
+            let denial = if blocker.is_some() {
+                self.peek(c, &buf, now_ms, check, &mut statuses)
+            } else {
+                self.reserve(c, &buf, now_ms, check, &mut statuses, &mut reserved)
+            };
+            if let Some(denial) = denial {
+                if blocker.is_none_or(|b| denial.retry_after_ms > b.denial.retry_after_ms) {
+                    blocker = Some(Blocker { check, denial });
+                }
+            }
+        }
+        match blocker {
+            Some(blocker) => self.deny(blocker, statuses, reserved),
+            None => {
+                // Statuses were taken before counting; an allowed cost lowers `remaining` by
+                // exactly itself (estimate + cost <= max).
+                for s in statuses.iter_mut() {
+                    s.remaining = s
+                        .remaining
+                        .saturating_sub(checks[usize::from(s.check)].cost);
+                }
+                let shadow_denied = self.run_shadows(checks, &mut buf, now_ms);
+                Decision::Allow {
+                    statuses,
+                    shadow_denied,
+                }
+            }
+        }
+    }
+
+    /// Evaluates and, if allowed, counts one check under one entry lock.
+    fn reserve(
+        &self,
+        c: &Check<'_, '_>,
+        buf: &DisplayBuf,
+        now_ms: u64,
+        check: u16,
+        statuses: &mut Statuses,
+        reserved: &mut SmallVec<[Reservation; 2]>,
+    ) -> Option<Denial> {
+        let (mut entry, hash, overflow) = self.lock(c.rule, buf, now_ms);
+        let limits = if overflow {
+            &*c.rule.limits
+        } else {
+            c.rule.limits_for(buf.as_str())
+        };
+        let denial = entry.evaluate(limits, c.cost, now_ms, check, Some(statuses));
+        if denial.is_none() {
+            let marks = entry.commit(limits, c.cost, now_ms);
+            reserved.push(Reservation {
+                hash,
+                cost: c.cost,
+                marks,
+            });
+        }
+        denial
+    }
+
+    /// Evaluates one check without counting or inserting: the request is already denied, but its
+    /// statuses and the longest retry-after still matter.
+    fn peek(
+        &self,
+        c: &Check<'_, '_>,
+        buf: &DisplayBuf,
+        now_ms: u64,
+        check: u16,
+        statuses: &mut Statuses,
+    ) -> Option<Denial> {
+        let limits = c.rule.limits_for(buf.as_str());
+        let hash = self.hash_key(c.rule.id, buf);
+        match self.map.get_mut(&hash) {
+            Some(mut entry) => entry.evaluate(limits, c.cost, now_ms, check, Some(statuses)),
+            None => Entry::new(Box::default(), c.rule.id, now_ms).evaluate(
+                limits,
+                c.cost,
+                now_ms,
+                check,
+                Some(statuses),
+            ),
+        }
+    }
+
+    /// Undoes every reservation and reports the blocker, its status showing the retry-after.
+    fn deny(
+        &self,
+        blocker: Blocker,
+        mut statuses: Statuses,
+        reserved: SmallVec<[Reservation; 2]>,
+    ) -> Decision {
+        for r in &reserved {
+            if let Some(mut entry) = self.map.get_mut(&r.hash) {
+                entry.rollback(&r.marks, r.cost);
+            }
+        }
+        let Denial {
+            window,
+            retry_after_ms,
+        } = blocker.denial;
+        if let Some(s) = statuses
+            .iter_mut()
+            .find(|s| s.check == blocker.check && s.window == window)
+        {
+            s.reset_ms = retry_after_ms;
+        }
+        Decision::Deny {
+            check: blocker.check,
+            window,
+            retry_after_ms,
+            statuses,
+        }
+    }
+
+    /// Shadow checks after an allow: each counts only if it would allow, never blocks; returns the
+    /// first one that would have denied.
+    fn run_shadows(
+        &self,
+        checks: &[Check<'_, '_>],
+        buf: &mut DisplayBuf,
+        now_ms: u64,
+    ) -> Option<(u16, u8)> {
+        let mut first = None;
+        for (check, c) in indexed(checks).filter(|(_, c)| c.rule.shadow) {
+            buf.fill(&c.key);
+            let (mut entry, _, overflow) = self.lock(c.rule, buf, now_ms);
+            let limits = if overflow {
+                &*c.rule.limits
+            } else {
+                c.rule.limits_for(buf.as_str())
+            };
+            match entry.evaluate(limits, c.cost, now_ms, check, None) {
+                None => drop(entry.commit(limits, c.cost, now_ms)),
+                Some(d) => {
+                    first = first.or(Some((check, d.window)));
+                }
+            }
+        }
+        first
+    }
+}
+
+/// Checks with their `u16` index (a request never carries 65 536 checks).
+fn indexed<'a, 'r, 'k>(
+    checks: &'a [Check<'r, 'k>],
+) -> impl Iterator<Item = (u16, &'a Check<'r, 'k>)> {
+    checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (u16::try_from(i).unwrap_or(u16::MAX), c))
+}

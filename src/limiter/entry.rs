@@ -1,0 +1,155 @@
+//! One table entry: the slots of one key under one rule, and how a check reads and writes them.
+//!
+//! Owns [`Entry`] and the per-entry steps of a decision: evaluate every window, commit all of them,
+//! or roll a commit back. Must not touch the map, its locks or other entries: the caller holds the
+//! entry's lock and decides across entries (see `check.rs`).
+
+use smallvec::SmallVec;
+
+use super::decision::{Statuses, WindowStatus};
+use super::rule::Limits;
+use super::window::Slot;
+
+/// The counters of one `(rule, key)`.
+#[derive(Debug)]
+pub struct Entry {
+    /// The key's display, for the admin plane and for telling entries apart in `reset_key`.
+    pub key: Box<str>,
+    pub rule_id: u64,
+    /// Latest time the key was checked; `sweep` evicts on it.
+    pub last_seen_ms: u64,
+    /// Longest slot duration: after `2 × max_dur_ms` idle every estimate is 0.
+    pub max_dur_ms: u64,
+    /// One per window duration ever applied to this key; matched to windows by `dur_ms`, so a
+    /// reload that changes only `max` keeps the counts, and a changed duration starts fresh.
+    pub slots: SmallVec<[Slot; 2]>,
+}
+
+/// The window of one entry that denies, and when it would allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    pub window: u8,
+    pub retry_after_ms: u64,
+}
+
+/// Where a commit landed, so it can be undone: `(dur_ms, idx)` per window.
+pub type Marks = SmallVec<[(u64, u64); 2]>;
+
+impl Entry {
+    /// An entry with no slots yet, seen at `now_ms`.
+    pub fn new(key: Box<str>, rule_id: u64, now_ms: u64) -> Self {
+        Self {
+            key,
+            rule_id,
+            last_seen_ms: now_ms,
+            max_dur_ms: 0,
+            slots: SmallVec::new(),
+        }
+    }
+
+    /// The slot for `dur_ms`, created if missing, rolled to `now_ms`.
+    fn slot_for(&mut self, dur_ms: u64, now_ms: u64) -> &mut Slot {
+        let pos = match self.slots.iter().position(|s| s.dur_ms == dur_ms) {
+            Some(pos) => pos,
+            None => {
+                self.slots.push(Slot::new(dur_ms, now_ms));
+                self.max_dur_ms = self.max_dur_ms.max(dur_ms);
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[pos];
+        slot.roll(now_ms);
+        slot
+    }
+
+    /// Tests every window without counting. Pushes one status per window (tagged `check`) when
+    /// `statuses` is given, and returns the denying window that allows last, if any.
+    pub fn evaluate(
+        &mut self,
+        limits: &Limits,
+        cost: u32,
+        now_ms: u64,
+        check: u16,
+        mut statuses: Option<&mut Statuses>,
+    ) -> Option<Denial> {
+        self.last_seen_ms = self.last_seen_ms.max(now_ms);
+        let mut worst: Option<Denial> = None;
+        for (i, w) in limits.windows.iter().enumerate() {
+            let window = u8::try_from(i).unwrap_or(u8::MAX);
+            let slot = self.slot_for(w.dur_ms, now_ms);
+            if let Some(out) = statuses.as_deref_mut() {
+                out.push(WindowStatus {
+                    check,
+                    window,
+                    max: w.max,
+                    dur_ms: w.dur_ms,
+                    remaining: slot.remaining(w.max, now_ms),
+                    reset_ms: slot.reset_ms(now_ms),
+                });
+            }
+            if slot.allows(w.max, cost, now_ms) {
+                continue;
+            }
+            let retry_after_ms = slot.retry_after_ms(w.max, cost, now_ms).unwrap_or(w.dur_ms);
+            if worst.is_none_or(|d| retry_after_ms > d.retry_after_ms) {
+                worst = Some(Denial {
+                    window,
+                    retry_after_ms,
+                });
+            }
+        }
+        worst
+    }
+
+    /// Counts `cost` in every window of `limits` (already evaluated at this time).
+    pub fn commit(&mut self, limits: &Limits, cost: u32, now_ms: u64) -> Marks {
+        let mut marks = Marks::new();
+        for w in limits.windows.iter() {
+            let slot = self.slot_for(w.dur_ms, now_ms);
+            slot.commit(cost);
+            marks.push((slot.dur_ms, slot.idx));
+        }
+        marks
+    }
+
+    /// Undoes a [`commit`](Self::commit): from `curr` if its window is still current, from `prev`
+    /// if it has rolled once since, not at all if it has rolled out.
+    pub fn rollback(&mut self, marks: &Marks, cost: u32) {
+        for &(dur_ms, idx) in marks {
+            let Some(slot) = self.slots.iter_mut().find(|s| s.dur_ms == dur_ms) else {
+                continue;
+            };
+            if slot.idx == idx {
+                slot.curr = slot.curr.saturating_sub(cost);
+            } else if slot.idx == idx + 1 {
+                slot.prev = slot.prev.saturating_sub(cost);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_follows_the_window_roll() {
+        let limits = Limits::new([(1_000, 10, "10/s")]);
+        let mut entry = Entry::new("k".into(), 1, 0);
+        entry.commit(&limits, 1, 0);
+        let marks = entry.commit(&limits, 2, 10);
+        assert!(entry.evaluate(&limits, 1, 1_500, 0, None).is_none());
+        entry.rollback(&marks, 2);
+        assert_eq!((entry.slots[0].prev, entry.slots[0].curr), (1, 0));
+    }
+
+    #[test]
+    fn evaluate_reports_the_window_that_allows_last() {
+        let limits = Limits::new([(1_000, 1, "1/s"), (60_000, 1, "1/min")]);
+        let mut entry = Entry::new("k".into(), 1, 0);
+        entry.commit(&limits, 1, 0);
+        let denial = entry.evaluate(&limits, 1, 0, 0, None).expect("full");
+        assert_eq!(denial.window, 1);
+        assert_eq!(denial.retry_after_ms, 120_000);
+    }
+}

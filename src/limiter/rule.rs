@@ -1,0 +1,112 @@
+//! Compiled rate-limit rules, as the config layer hands them over.
+//!
+//! Owns [`Rule`], [`Limits`], [`Window`] and the stable [`rule_id`]. Must not touch raw config,
+//! parsing or validation: these values are already valid (non-zero durations, at most 255 windows
+//! per limit set) and shared behind `Arc`s across reloads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One sliding window: at most `max` cost per `dur_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Window length; also the key that matches a counter across reloads.
+    pub dur_ms: u64,
+    /// Allowed cost per window.
+    pub max: u32,
+    /// Name shown in `RateLimit-Policy` headers.
+    pub policy: Arc<str>,
+}
+
+/// The windows a request must all fit in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub windows: Box<[Window]>,
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Stable across reloads (see [`rule_id`]) so a reloaded rule keeps its counters.
+    pub id: u64,
+    pub name: Arc<str>,
+    pub limits: Arc<Limits>,
+    /// Counted and reported but never denies.
+    pub shadow: bool,
+    /// Per-key overrides and tier limits, by key display (`parts joined by |`).
+    pub overrides: HashMap<String, Arc<Limits>>,
+}
+
+impl Rule {
+    /// A rule without overrides; its id is derived from `name`.
+    pub fn new(name: &str, limits: Arc<Limits>, shadow: bool) -> Self {
+        Self {
+            id: rule_id(name),
+            name: name.into(),
+            limits,
+            shadow,
+            overrides: HashMap::new(),
+        }
+    }
+
+    /// Gives the key displayed as `key` its own limits.
+    pub fn with_override(mut self, key: impl Into<String>, limits: Arc<Limits>) -> Self {
+        self.overrides.insert(key.into(), limits);
+        self
+    }
+
+    /// The limits for a key's display. With no overrides this is one branch; otherwise one
+    /// `HashMap<String, _>` lookup by `&str`, which does not allocate.
+    pub fn limits_for(&self, display: &str) -> &Limits {
+        if self.overrides.is_empty() {
+            return &self.limits;
+        }
+        self.overrides.get(display).unwrap_or(&self.limits)
+    }
+}
+
+impl Limits {
+    /// Limits from `(dur_ms, max, policy)` triples: a convenience for tests and the config layer.
+    pub fn new<'p>(windows: impl IntoIterator<Item = (u64, u32, &'p str)>) -> Arc<Self> {
+        let windows = windows
+            .into_iter()
+            .map(|(dur_ms, max, policy)| Window {
+                dur_ms,
+                max,
+                policy: policy.into(),
+            })
+            .collect();
+        Arc::new(Self { windows })
+    }
+}
+
+/// A rule's stable id: 64-bit FNV-1a of its name.
+///
+/// A fixed function rather than foldhash's fixed-seed state because foldhash does not promise the
+/// same output across versions, and ids may outlive the binary (the usage store records them).
+pub fn rule_id(name: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    name.bytes()
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_id_is_stable_and_distinct() {
+        assert_eq!(rule_id(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(rule_id("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(rule_id("api"), rule_id("login"));
+    }
+
+    #[test]
+    fn overrides_apply_to_their_key_only() {
+        let rule = Rule::new("api", Limits::new([(1_000, 10, "10/s")]), false)
+            .with_override("vip", Limits::new([(1_000, 100, "100/s")]));
+        assert_eq!(rule.limits_for("vip").windows[0].max, 100);
+        assert_eq!(rule.limits_for("other").windows[0].max, 10);
+    }
+}

@@ -1,0 +1,223 @@
+//! The sharded table of counters and the [`Limiter`] the proxy calls.
+//!
+//! Owns the map from `(rule, key)` to [`Entry`], its bound, its upkeep (`sweep`, `reset_key`) and
+//! its counters. Must not touch slot arithmetic (`window.rs`), the order of a multi-check decision
+//! (`check.rs`), config, or I/O: nothing here blocks beyond one shard lock held for a few slot
+//! updates.
+//!
+//! # Layout
+//! A `DashMap<u64, Entry>` keyed by a seeded foldhash of `(rule_id, key display)` (see `key.rs`).
+//! The key is already a good hash, so the map's own hasher passes it through and DashMap shards on
+//! it. An existing key costs one hash and one `get_mut`, with no allocation; a new key inserts
+//! through `entry().or_insert_with`, which is the only place its display string is allocated.
+//! Two `(rule, key)` pairs colliding in 64 bits would share counters (stricter, never looser);
+//! with a random seed per process that is about a 1 in 10^7 event at a million keys.
+//!
+//! # Bound
+//! At most `max_keys` client entries are tracked. Once full, a request for a new key is counted
+//! in its rule's shared overflow bucket (display `*overflow*`, hashed apart from any client key)
+//! under the rule's normal limits, and `overflowed` is bumped: memory stays bounded and limits
+//! still apply, to the shared bucket. Overflow buckets, one per rule, are the only entries
+//! allowed past `max_keys`. `tracked_keys` is exact: slots are reserved with a compare-and-swap
+//! before inserting and given back if another thread inserted the key first.
+//!
+//! # Eviction
+//! `sweep` removes entries idle for at least twice their longest window: only then has every slot
+//! rolled past both of its counted windows, so its estimate is 0 and an evicted key can never get
+//! a fresh window while its old one would still deny.
+
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::mapref::one::RefMut;
+use dashmap::DashMap;
+use foldhash::fast::RandomState;
+
+use super::clock::Clock;
+use super::decision::{Check, Decision};
+use super::entry::Entry;
+use super::key::{key_hash, overflow_hash, DisplayBuf, OVERFLOW};
+use super::rule::Rule;
+use super::window::Slot;
+
+/// Passes a precomputed `u64` hash through unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if a non-u64 key is ever hashed; fold it rather than drop it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = DashMap<u64, Entry, BuildHasherDefault<IdentityHasher>>;
+
+/// A copy of one entry for the admin plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryView {
+    pub key: Box<str>,
+    pub rule_id: u64,
+    pub last_seen_ms: u64,
+    pub slots: Vec<Slot>,
+}
+
+/// The rate limiter: counters for every `(rule, key)` and the decisions over them.
+pub struct Limiter {
+    pub(super) map: Map,
+    /// Seeded once per process so clients cannot aim keys at one shard.
+    hasher: RandomState,
+    clock: Arc<dyn Clock>,
+    max_keys: usize,
+    /// Entries in `map`, overflow buckets included.
+    tracked: AtomicUsize,
+    evictions: AtomicU64,
+    overflowed: AtomicU64,
+}
+
+impl Limiter {
+    /// An empty limiter tracking at most `max_keys` client keys.
+    pub fn new(clock: Arc<dyn Clock>, max_keys: usize) -> Self {
+        Self {
+            map: Map::default(),
+            hasher: RandomState::default(),
+            clock,
+            max_keys,
+            tracked: AtomicUsize::new(0),
+            evictions: AtomicU64::new(0),
+            overflowed: AtomicU64::new(0),
+        }
+    }
+
+    /// The limiter clock's reading.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Decides `checks` now; see [`Limiter::check_at`].
+    pub fn check(&self, checks: &[Check<'_, '_>]) -> Decision {
+        self.check_at(self.now_ms(), checks)
+    }
+
+    /// Entries currently in the table.
+    pub fn tracked_keys(&self) -> usize {
+        self.tracked.load(Ordering::Relaxed)
+    }
+
+    /// Entries removed by `sweep` so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Requests for new keys counted in an overflow bucket because the table was full.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Removes entries idle for at least twice their longest window; returns how many.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        self.map.retain(|_, e| {
+            let idle = now_ms.saturating_sub(e.last_seen_ms);
+            let keep = idle < e.max_dur_ms.saturating_mul(2);
+            removed += usize::from(!keep);
+            keep
+        });
+        self.tracked.fetch_sub(removed, Ordering::Relaxed);
+        self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Forgets the counters of one key (by display; `*overflow*` for the overflow bucket).
+    pub fn reset_key(&self, rule_id: u64, key_display: &str) -> bool {
+        let hashes = [
+            key_hash(&self.hasher, rule_id, key_display.as_bytes()),
+            overflow_hash(&self.hasher, rule_id),
+        ];
+        let limit = if key_display == OVERFLOW { 2 } else { 1 };
+        let removed = hashes[..limit].iter().any(|h| {
+            self.map
+                .remove_if(h, |_, e| e.rule_id == rule_id && &*e.key == key_display)
+                .is_some()
+        });
+        if removed {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Copies of up to `limit` entries, in no particular order.
+    pub fn snapshot(&self, limit: usize) -> Vec<EntryView> {
+        self.map
+            .iter()
+            .take(limit)
+            .map(|e| EntryView {
+                key: e.key.clone(),
+                rule_id: e.rule_id,
+                last_seen_ms: e.last_seen_ms,
+                slots: e.slots.to_vec(),
+            })
+            .collect()
+    }
+
+    /// The table hash of a client key.
+    pub(super) fn hash_key(&self, rule_id: u64, display: &DisplayBuf) -> u64 {
+        key_hash(&self.hasher, rule_id, display.as_bytes())
+    }
+
+    /// Locks the entry for `(rule, display)`, inserting it if new, or, when the table is full,
+    /// the rule's overflow bucket. Returns the guard, its hash, and whether it is the overflow.
+    pub(super) fn lock(
+        &self,
+        rule: &Rule,
+        display: &DisplayBuf,
+        now_ms: u64,
+    ) -> (RefMut<'_, u64, Entry>, u64, bool) {
+        let hash = self.hash_key(rule.id, display);
+        if let Some(entry) = self.map.get_mut(&hash) {
+            return (entry, hash, false);
+        }
+        if self.reserve_slot() {
+            let mut inserted = false;
+            let entry = self.map.entry(hash).or_insert_with(|| {
+                inserted = true;
+                Entry::new(display.as_str().into(), rule.id, now_ms)
+            });
+            if !inserted {
+                self.tracked.fetch_sub(1, Ordering::Relaxed);
+            }
+            return (entry, hash, false);
+        }
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        let hash = overflow_hash(&self.hasher, rule.id);
+        let entry = self.map.entry(hash).or_insert_with(|| {
+            self.tracked.fetch_add(1, Ordering::Relaxed);
+            Entry::new(OVERFLOW.into(), rule.id, now_ms)
+        });
+        (entry, hash, true)
+    }
+
+    /// Takes one place under `max_keys`, if any is left.
+    fn reserve_slot(&self) -> bool {
+        self.tracked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                (t < self.max_keys).then_some(t + 1)
+            })
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

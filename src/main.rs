@@ -1,0 +1,182 @@
+//! The `tollgate` binary: flags, logging, config, then `App::build(..).run()`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tollgate::config::{self, quick_config, Config, Overrides};
+use tollgate::telemetry::{init_tracing, LogFormat, Metrics};
+use tollgate::{App, AppOptions};
+
+/// A reverse-proxy rate-limiting sidecar.
+#[derive(Parser)]
+#[command(name = "tollgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (watched for changes; SIGHUP reloads it).
+    #[arg(
+        long,
+        short,
+        default_value = "config/tollgate.toml",
+        env = "TOLLGATE_CONFIG"
+    )]
+    config: PathBuf,
+    /// Proxy listen address; overrides server.listen.
+    #[arg(long, env = "TOLLGATE_LISTEN")]
+    listen: Option<String>,
+    /// Admin listen address; overrides admin.listen.
+    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Admin bearer token; overrides admin.token.
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Quick mode: upstream URL (repeat for round-robin). No config file is read.
+    #[arg(long)]
+    upstream: Vec<String>,
+    /// Quick mode: a sliding-window limit such as 100/s or 1000/h (repeatable).
+    #[arg(long)]
+    limit: Vec<String>,
+    /// Quick mode: the key, e.g. ip, header:x-api-key, query:key, or several joined by commas.
+    #[arg(long, default_value = "ip")]
+    key: String,
+    /// Tokio worker threads (0 = one per core); overrides server.workers.
+    #[arg(long, env = "TOLLGATE_WORKERS")]
+    workers: Option<usize>,
+    /// Log filter such as info or tollgate=debug; overrides log.level (RUST_LOG also works).
+    #[arg(long, env = "TOLLGATE_LOG")]
+    log: Option<String>,
+    /// Log format; overrides log.format.
+    #[arg(long, value_enum)]
+    log_format: Option<Format>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file: exit 0, or print every error (field and reason) and exit 64.
+    CheckConfig { path: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let metrics = Metrics::new();
+    if let Some(Command::CheckConfig { path }) = &cli.command {
+        return match config::load_file(path, &metrics) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        admin_listen: cli.admin_listen.clone(),
+        admin_token: cli.admin_token.clone(),
+        log: cli.log.clone(),
+        workers: cli.workers,
+    };
+    let (config, path) = match load(&cli, &overrides, &metrics) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let format = match cli.log_format {
+        Some(Format::Json) => LogFormat::Json,
+        Some(Format::Text) => LogFormat::Text,
+        None => config.settings.log.format,
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or(cli.log.clone())
+        .or(config.settings.log.level.clone())
+        .unwrap_or_else(|| "info".into());
+    init_tracing(format, &filter);
+    match run(config, path, overrides, metrics) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("tollgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Quick mode when --upstream is given, else the config file.
+fn load(
+    cli: &Cli,
+    overrides: &Overrides,
+    metrics: &Metrics,
+) -> Result<(Config, Option<PathBuf>), config::ConfigErrors> {
+    if cli.upstream.is_empty() && !cli.limit.is_empty() {
+        return Err(config::ConfigErrors {
+            origin: "command line".into(),
+            errors: vec![config::ConfigError {
+                field: "--limit".into(),
+                reason: "quick mode needs --upstream".into(),
+            }],
+        });
+    }
+    let (mut raw, origin, path) = if cli.upstream.is_empty() {
+        let text = std::fs::read_to_string(&cli.config).map_err(|e| config::ConfigErrors {
+            origin: cli.config.display().to_string(),
+            errors: vec![config::ConfigError {
+                field: "(file)".into(),
+                reason: format!("cannot read: {e}"),
+            }],
+        })?;
+        let origin = cli.config.display().to_string();
+        (
+            config::parse(&text, &origin)?,
+            origin,
+            Some(cli.config.clone()),
+        )
+    } else {
+        (
+            quick_config(None, &cli.upstream, &cli.limit, &cli.key),
+            "command line".to_string(),
+            None,
+        )
+    };
+    overrides.apply(&mut raw);
+    Ok((config::validate(raw, &origin, metrics)?, path))
+}
+
+fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.settings.workers > 0 {
+        rt.worker_threads(config.settings.workers);
+    }
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let mut opts = AppOptions::new(metrics);
+        opts.config_path = path;
+        opts.overrides = overrides;
+        opts.signals = true;
+        let app = App::build(config, opts).await?;
+        app.run().await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,144 @@
+//! The limit step of a request: extract each rule's key and cost, ask the limiter once, and turn
+//! the decision into either a ready 429/401/400 or the RateLimit headers for the way out.
+//!
+//! Borrows the request; returns only owned values so the request can then move upstream.
+
+use std::net::IpAddr;
+
+use http::request::Parts;
+use http::{HeaderMap, Response};
+use smallvec::SmallVec;
+
+use super::metrics::DecisionLabel;
+use super::respond::{rate_limit_headers, ProxyBody, ProxyError};
+use super::route::Route;
+use crate::config::RuntimeConfig;
+use crate::limiter::extract::{OnMissing, RequestView};
+use crate::limiter::{Check, Decision, Key, Limiter, ANONYMOUS};
+
+/// The outcome of the limit step.
+pub enum Gate {
+    /// Go on; add these headers to whatever answers.
+    Pass {
+        headers: HeaderMap,
+        label: DecisionLabel,
+    },
+    /// Answer now.
+    Stop {
+        response: Response<ProxyBody>,
+        label: DecisionLabel,
+    },
+}
+
+/// Check every rule of `route` for this request, all-or-nothing.
+pub fn gate(
+    cfg: &RuntimeConfig,
+    route: &Route,
+    limiter: &Limiter,
+    parts: &Parts,
+    client_ip: IpAddr,
+) -> Gate {
+    if route.rules.is_empty() {
+        return Gate::Pass {
+            headers: HeaderMap::new(),
+            label: DecisionLabel::Allow,
+        };
+    }
+    let claims = route
+        .needs_claims
+        .then(|| RequestView::decode_claims(&parts.headers, cfg.jwt.as_ref()))
+        .flatten();
+    let view = RequestView {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        client_ip,
+        claims: &claims,
+    };
+    let mut checks: SmallVec<[Check; 4]> = SmallVec::new();
+    for bound in &route.rules {
+        let key = match bound.key.extract(&view) {
+            Some(key) => key,
+            None => {
+                bound.metrics.missing_key.increment(1);
+                match bound.on_missing {
+                    OnMissing::Reject => {
+                        return stop(ProxyError::MissingKey(bound.rule.name.clone()))
+                    }
+                    OnMissing::Anonymous => Key::single(ANONYMOUS),
+                    OnMissing::Skip => continue,
+                }
+            }
+        };
+        let cost = match bound.cost.of(&parts.headers) {
+            Ok(cost) => cost,
+            Err(e) => return stop(e.into()),
+        };
+        checks.push(Check {
+            rule: &bound.rule,
+            key,
+            cost,
+        });
+    }
+    let decision = limiter.check(&checks);
+    count(route, &checks, &decision);
+    match decision {
+        Decision::Allow {
+            statuses,
+            shadow_denied,
+        } => {
+            let mut headers = HeaderMap::new();
+            rate_limit_headers(&mut headers, &checks, &statuses, cfg.deny.legacy_headers);
+            let label = if shadow_denied.is_some() {
+                DecisionLabel::ShadowDeny
+            } else {
+                DecisionLabel::Allow
+            };
+            Gate::Pass { headers, label }
+        }
+        Decision::Deny {
+            check,
+            retry_after_ms,
+            statuses,
+            ..
+        } => Gate::Stop {
+            response: cfg.deny.rejected(&checks, check, retry_after_ms, &statuses),
+            label: DecisionLabel::Deny,
+        },
+    }
+}
+
+fn stop(e: ProxyError) -> Gate {
+    Gate::Stop {
+        response: e.into_response(),
+        label: DecisionLabel::Error,
+    }
+}
+
+/// Bump each rule's decision counter. `checks` and `route.rules` differ when a rule was skipped,
+/// so find the bound rule by identity.
+fn count(route: &Route, checks: &[Check], decision: &Decision) {
+    let metrics_of = |i: usize| {
+        route
+            .rules
+            .iter()
+            .find(|b| std::ptr::eq(&*b.rule, checks[i].rule))
+            .map(|b| &b.metrics)
+    };
+    match decision {
+        Decision::Deny { check, .. } => {
+            if let Some(m) = metrics_of(*check as usize) {
+                m.deny.increment(1);
+            }
+        }
+        Decision::Allow { shadow_denied, .. } => {
+            for i in 0..checks.len() {
+                if let Some(m) = metrics_of(i) {
+                    match shadow_denied {
+                        Some((c, _)) if *c as usize == i => m.shadow_deny.increment(1),
+                        _ => m.allow.increment(1),
+                    }
+                }
+            }
+        }
+    }
+}

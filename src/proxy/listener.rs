@@ -1,0 +1,175 @@
+//! The proxy listener: accept under a connection cap, TLS when configured, serve HTTP/1.1 and
+//! HTTP/2 (h2c by prior knowledge, or ALPN over TLS), enforce header and idle deadlines, and drain
+//! on shutdown.
+//!
+//! Each connection is its own task. A panic inside it is caught, logged and counted; the process
+//! and every other connection go on.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use super::io::Tracked;
+use super::service::{guarded, handle, ProxyState};
+use crate::config::Settings;
+use crate::shutdown::Tracker;
+
+/// Connection-level limits, from [`Settings`].
+pub struct ConnLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl ConnLimits {
+    pub fn new(s: &Settings) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(s.header_timeout)
+            .max_headers(s.max_headers)
+            .max_buf_size(s.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(s.max_header_bytes as u32)
+            .max_concurrent_streams(256);
+        Self {
+            header_timeout: s.header_timeout,
+            idle_timeout: s.idle_timeout,
+            max_connections: s.max_connections,
+            builder,
+        }
+    }
+}
+
+/// Accept until `shutdown` flips, then stop accepting; open connections finish gracefully.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ProxyState>,
+    limits: Arc<ConnLimits>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+    tracker: Tracker,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (state, limits, tls, shutdown) =
+            (state.clone(), limits.clone(), tls.clone(), shutdown.clone());
+        let token = tracker.enter();
+        tokio::spawn(async move {
+            let metrics = state.conn_metrics.clone();
+            metrics.accepted.increment(1);
+            metrics.open.increment(1.0);
+            let conn = connection(stream, peer, state, &limits, tls, shutdown);
+            if let Err(panic) = AssertUnwindSafe(conn).catch_unwind().await {
+                metrics.panics.increment(1);
+                tracing::error!(?peer, panic = ?panic.downcast_ref::<&str>(), "connection task panicked");
+            }
+            metrics.open.decrement(1.0);
+            drop((permit, token));
+        });
+    }
+    tracing::info!("proxy listener stopped accepting");
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ProxyState>,
+    limits: &ConnLimits,
+    tls: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(AtomicU64::new(0));
+    let io = Tracked::new(stream, activity.clone());
+    match tls {
+        None => serve_http(TokioIo::new(io), peer, state, limits, activity, shutdown).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => {
+                    serve_http(TokioIo::new(tls), peer, state, limits, activity, shutdown).await
+                }
+                Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    state: Arc<ProxyState>,
+    limits: &ConnLimits,
+    activity: Arc<AtomicU64>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move {
+            let metrics = state.conn_metrics.clone();
+            Ok::<_, Infallible>(guarded(&metrics, handle(state, req, peer)).await)
+        }
+    });
+    let conn = limits.builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let mut idle = tokio::time::interval(limits.idle_timeout);
+    idle.reset();
+    let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(?peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = crate::shutdown::stopped(&mut shutdown), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = idle.tick() => {
+                let now = activity.load(Ordering::Relaxed);
+                strikes = if now == seen { strikes + 1 } else { 0 };
+                seen = now;
+                match strikes {
+                    0 => {}
+                    1 => conn.as_mut().graceful_shutdown(),
+                    _ => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The data plane, hot path only: listener, TLS, the per-request service, the limit gate,
+//! forwarding, and every response the proxy makes itself.
+//!
+//! Sees a `Limiter` and the live `RuntimeConfig`; never the admin plane, a database, or a lock
+//! held across an await.
+
+pub mod forward;
+pub mod gate;
+pub mod headers;
+mod io;
+pub mod listener;
+pub mod metrics;
+pub mod respond;
+pub mod route;
+pub mod service;
+pub mod tls;

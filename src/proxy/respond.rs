@@ -1,0 +1,291 @@
+//! Every answer the proxy makes itself, in one place: 429s with their headers, the RateLimit
+//! headers on allowed responses, direct responses, and errors as JSON.
+//!
+//! Owns status codes, header syntax (IETF httpapi ratelimit-headers draft: `RateLimit-Policy` and
+//! `RateLimit` as structured-field lists) and body templates. Never leaks internals: an error body
+//! names the failure class, not the upstream's address or an OS error.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::limiter::extract::BadCost;
+use crate::limiter::{Check, WindowStatus};
+
+/// The body of every response: the upstream's stream, or bytes we made.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// Names the rule that denied the request.
+pub const RULE_HEADER: HeaderName = HeaderName::from_static("tollgate-rule");
+const LEGACY_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const LEGACY_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const LEGACY_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// A failure the proxy answers itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches this request")]
+    NoRoute,
+    #[error("this endpoint requires a key for rule {0}")]
+    MissingKey(std::sync::Arc<str>),
+    #[error(transparent)]
+    BadCost(#[from] BadCost),
+    #[error("the upstream could not be reached")]
+    UpstreamConnect,
+    #[error("the upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("the upstream failed")]
+    Upstream,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ProxyError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            Self::MissingKey(_) => (StatusCode::UNAUTHORIZED, "missing_key"),
+            Self::BadCost(_) => (StatusCode::BAD_REQUEST, "bad_cost"),
+            Self::UpstreamConnect | Self::Upstream => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            Self::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// `{"error": code, "detail": message}` with the matching status.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let (status, code) = self.status_and_code();
+        let body = serde_json::json!({ "error": code, "detail": self.to_string() }).to_string();
+        json(status, Bytes::from(body))
+    }
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The policy name of a window: the rule's, suffixed by the window when the rule has several.
+pub fn policy_name(rule: &str, windows: usize, dur_ms: u64, out: &mut String) {
+    out.push_str(rule);
+    if windows > 1 {
+        out.push('-');
+        let _ = match dur_ms {
+            ms if ms % 3_600_000 == 0 => write!(out, "{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 => write!(out, "{}m", ms / 60_000),
+            ms if ms % 1_000 == 0 => write!(out, "{}s", ms / 1_000),
+            ms => write!(out, "{ms}ms"),
+        };
+    }
+}
+
+fn secs_ceil(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+/// Add `RateLimit-Policy` and `RateLimit` (and the legacy trio when enabled) for `statuses`.
+pub fn rate_limit_headers(
+    headers: &mut HeaderMap,
+    checks: &[Check],
+    statuses: &[WindowStatus],
+    legacy: bool,
+) {
+    if statuses.is_empty() {
+        return;
+    }
+    let mut policy = String::with_capacity(48 * statuses.len());
+    let mut state = String::with_capacity(40 * statuses.len());
+    for (i, s) in statuses.iter().enumerate() {
+        if i > 0 {
+            policy.push_str(", ");
+            state.push_str(", ");
+        }
+        let rule = &checks[s.check as usize].rule.name;
+        let windows = statuses.iter().filter(|o| o.check == s.check).count();
+        let mut name = String::new();
+        policy_name(rule, windows, s.dur_ms, &mut name);
+        let _ = write!(
+            policy,
+            "\"{name}\";q={};w={}",
+            s.max,
+            secs_ceil(s.dur_ms).max(1)
+        );
+        let _ = write!(
+            state,
+            "\"{name}\";r={};t={}",
+            s.remaining,
+            secs_ceil(s.reset_ms)
+        );
+    }
+    insert(headers, RATELIMIT_POLICY, policy);
+    insert(headers, RATELIMIT, state);
+    if legacy {
+        let tightest = statuses
+            .iter()
+            .min_by_key(|s| s.remaining)
+            .expect("non-empty");
+        insert(headers, LEGACY_LIMIT, tightest.max.to_string());
+        insert(headers, LEGACY_REMAINING, tightest.remaining.to_string());
+        insert(
+            headers,
+            LEGACY_RESET,
+            secs_ceil(tightest.reset_ms).to_string(),
+        );
+    }
+}
+
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::try_from(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// How 429s look: body template and legacy headers.
+#[derive(Debug, Clone)]
+pub struct DenySettings {
+    template: Vec<Segment>,
+    content_type: HeaderValue,
+    pub legacy_headers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Text(String),
+    Rule,
+    RetryAfter,
+}
+
+const DEFAULT_DENY_BODY: &str =
+    r#"{"error":"rate_limited","rule":"{rule}","retry_after":{retry_after}}"#;
+
+impl DenySettings {
+    pub fn new(body: Option<&str>, content_type: HeaderValue, legacy_headers: bool) -> Self {
+        Self {
+            template: parse_template(body.unwrap_or(DEFAULT_DENY_BODY)),
+            content_type,
+            legacy_headers,
+        }
+    }
+
+    fn render(&self, rule: &str, retry_after: u64) -> Bytes {
+        let mut out = String::with_capacity(96);
+        for seg in &self.template {
+            match seg {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Rule => out.push_str(rule),
+                Segment::RetryAfter => {
+                    let _ = write!(out, "{retry_after}");
+                }
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// The 429 for a denial by `checks[check]`.
+    pub fn rejected(
+        &self,
+        checks: &[Check],
+        check: u16,
+        retry_after_ms: u64,
+        statuses: &[WindowStatus],
+    ) -> Response<ProxyBody> {
+        let rule = &checks[check as usize].rule.name;
+        let retry_after = secs_ceil(retry_after_ms).max(1);
+        let mut resp = Response::new(Either::Right(Full::new(self.render(rule, retry_after))));
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, self.content_type.clone());
+        h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        insert(h, RULE_HEADER, rule.to_string());
+        rate_limit_headers(h, checks, statuses, self.legacy_headers);
+        resp
+    }
+}
+
+impl Default for DenySettings {
+    fn default() -> Self {
+        Self::new(None, HeaderValue::from_static("application/json"), false)
+    }
+}
+
+fn parse_template(text: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('{') {
+        let (seg, after) = if rest[pos..].starts_with("{rule}") {
+            (Segment::Rule, &rest[pos + 6..])
+        } else if rest[pos..].starts_with("{retry_after}") {
+            (Segment::RetryAfter, &rest[pos + 13..])
+        } else {
+            out.push(Segment::Text(rest[..=pos].to_string()));
+            rest = &rest[pos + 1..];
+            continue;
+        };
+        if pos > 0 {
+            out.push(Segment::Text(rest[..pos].to_string()));
+        }
+        out.push(seg);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        out.push(Segment::Text(rest.to_string()));
+    }
+    out
+}
+
+/// A fixed response from config.
+pub fn direct(d: &crate::proxy::route::DirectResponse) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(d.body.clone())));
+    *resp.status_mut() = d.status;
+    *resp.headers_mut() = d.headers.clone();
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_renders_placeholders_and_keeps_braces() {
+        let d = DenySettings::default();
+        assert_eq!(
+            &d.render("per-ip", 17)[..],
+            br#"{"error":"rate_limited","rule":"per-ip","retry_after":17}"#
+        );
+        let custom = DenySettings::new(
+            Some("slow down {rule} {x} {retry_after}s"),
+            HeaderValue::from_static("text/plain"),
+            false,
+        );
+        assert_eq!(&custom.render("r", 3)[..], b"slow down r {x} 3s");
+    }
+
+    #[test]
+    fn policy_names() {
+        let mut s = String::new();
+        policy_name("api", 1, 60_000, &mut s);
+        assert_eq!(s, "api");
+        s.clear();
+        policy_name("api", 2, 5_400_000, &mut s);
+        assert_eq!(s, "api-90m");
+    }
+
+    #[test]
+    fn errors_are_json_with_the_right_status() {
+        let r = ProxyError::UpstreamTimeout.into_response();
+        assert_eq!(r.status(), 504);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(ProxyError::NoRoute.into_response().status(), 404);
+    }
+}

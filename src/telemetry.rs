@@ -1,0 +1,160 @@
+//! Every metric name as a const, described once, and the tracing setup.
+//!
+//! Each `App` owns its own Prometheus recorder (no global recorder), so tests that run several
+//! instances in one process see their own numbers. Handles are registered once, when a config is
+//! compiled, and the hot path only bumps atomics through them. Labels are route and rule names,
+//! never client keys or raw paths.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+pub const REQUESTS: &str = "tollgate_requests_total";
+pub const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
+pub const UPSTREAM_DURATION: &str = "tollgate_upstream_duration_seconds";
+pub const UPSTREAM_ERRORS: &str = "tollgate_upstream_errors_total";
+pub const DECISIONS: &str = "tollgate_limiter_decisions_total";
+pub const TRACKED_KEYS: &str = "tollgate_limiter_tracked_keys";
+pub const EVICTIONS: &str = "tollgate_limiter_evictions_total";
+pub const OVERFLOW: &str = "tollgate_limiter_overflow_total";
+pub const OPEN_CONNECTIONS: &str = "tollgate_open_connections";
+pub const CONNECTIONS: &str = "tollgate_connections_total";
+pub const CONNECTION_PANICS: &str = "tollgate_connection_panics_total";
+pub const RELOADS: &str = "tollgate_config_reloads_total";
+pub const READY: &str = "tollgate_ready";
+
+/// Latency buckets in seconds: 50 µs to 30 s, so both a loopback hop and a slow upstream land
+/// in a real bucket rather than in a summary.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+];
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// One process-local Prometheus registry and the handle that renders it.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    process: Arc<metrics_process::Collector>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("static buckets are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Self {
+            recorder: Arc::new(recorder),
+            handle,
+            process: Arc::new(metrics_process::Collector::default()),
+        };
+        metrics.describe();
+        metrics
+    }
+
+    fn describe(&self) {
+        let r = &*self.recorder;
+        let counters: &[(&'static str, &'static str)] = &[
+            (REQUESTS, "Requests answered, by route, decision (allow, deny, shadow_deny, error) and status class."),
+            (UPSTREAM_ERRORS, "Upstream failures by route and kind (connect = 502, timeout = 504)."),
+            (DECISIONS, "Limiter decisions by rule and outcome (allow, deny, shadow_deny, missing_key)."),
+            (EVICTIONS, "Idle keys evicted by the sweeper."),
+            (OVERFLOW, "Requests counted in a rule's shared overflow bucket because max_keys was reached."),
+            (CONNECTIONS, "Client connections accepted."),
+            (CONNECTION_PANICS, "Panics caught inside a connection task; the process stays up."),
+            (RELOADS, "Config reloads by result (success, failure)."),
+        ];
+        for (name, help) in counters {
+            r.describe_counter((*name).into(), None, (*help).into());
+        }
+        let gauges: &[(&'static str, &'static str)] = &[
+            (TRACKED_KEYS, "(rule, key) pairs held in the limiter table."),
+            (OPEN_CONNECTIONS, "Client connections open now."),
+            (
+                READY,
+                "1 once config is loaded and listeners are bound; 0 while draining.",
+            ),
+        ];
+        for (name, help) in gauges {
+            r.describe_gauge((*name).into(), None, (*help).into());
+        }
+        r.describe_histogram(
+            REQUEST_DURATION.into(),
+            Some(Unit::Seconds),
+            "Time from request head to response head, by route.".into(),
+        );
+        r.describe_histogram(
+            UPSTREAM_DURATION.into(),
+            Some(Unit::Seconds),
+            "Time the upstream took to answer with a head, by route.".into(),
+        );
+        metrics::with_local_recorder(r, || self.process.describe());
+    }
+
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&key(name, labels), &METADATA)
+    }
+
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.recorder.register_gauge(&key(name, labels), &METADATA)
+    }
+
+    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&key(name, labels), &METADATA)
+    }
+
+    /// Render the text exposition, refreshing process CPU and memory first.
+    pub fn render(&self) -> String {
+        metrics::with_local_recorder(&*self.recorder, || self.process.collect());
+        self.handle.render()
+    }
+
+    /// Drain histogram buffers; called on a timer so memory stays flat between scrapes.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, v.to_string()))
+        .collect();
+    Key::from_parts(name, labels)
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Install the global tracing subscriber. `filter` comes from TOLLGATE_LOG, RUST_LOG or config,
+/// in that order. Safe to call twice (the second call is a no-op).
+pub fn init_tracing(format: LogFormat, filter: &str) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
