@@ -1,0 +1,413 @@
+//! Test support: a real upstream on 127.0.0.1:0, tollgate in-process or as the real binary, and
+//! HTTP clients. Nothing is mocked; every test talks over loopback sockets.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tollgate::limiter::{Clock, ManualClock};
+use tollgate::{App, AppOptions};
+
+pub type TestBody = BoxBody<Bytes, std::io::Error>;
+
+// ---------------------------------------------------------------- upstream
+
+/// A real HTTP server on 127.0.0.1:0 that tests proxy to.
+///
+/// - `/echo` (and anything unknown): 200, JSON `{method, path, headers}`, header `x-upstream: NAME`
+/// - `/bytes?n=N`: streams N bytes in 64 KiB chunks
+/// - `/count`: reads the request body as a stream and answers its length
+/// - `/slow?ms=N`: answers after N ms
+/// - `/ws`: answers 101 to an Upgrade request, then echoes bytes
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name_owned = name.to_string();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let name = name_owned.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| upstream_handle(name.clone(), req));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
+    req.uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|p| p.strip_prefix(&format!("{key}=")))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn upstream_handle(
+    name: String,
+    mut req: Request<Incoming>,
+) -> Result<Response<TestBody>, Infallible> {
+    let resp = match req.uri().path() {
+        "/bytes" => {
+            let n = query_num(&req, "n");
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_util::stream::unfold(n, move |left| {
+                let chunk = chunk.clone();
+                async move {
+                    (left > 0).then(|| {
+                        let take = left.min(chunk.len() as u64);
+                        (Ok(Frame::data(chunk.slice(..take as usize))), left - take)
+                    })
+                }
+            });
+            Response::new(StreamBody::new(stream).boxed())
+        }
+        "/count" => {
+            let mut body = req.into_body();
+            let mut total = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.unwrap().into_data() {
+                    total += data.len() as u64;
+                }
+            }
+            Response::new(full(total.to_string()))
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
+            Response::new(full("slow done"))
+        }
+        "/ws" => {
+            let on = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = on.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            r.headers_mut()
+                .insert("upgrade", req.headers()["upgrade"].clone());
+            r
+        }
+        _ => {
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+                .collect();
+            let body = serde_json::json!({
+                "method": req.method().as_str(),
+                "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                "headers": headers,
+            });
+            let mut r = Response::new(full(body.to_string()));
+            r.headers_mut().insert("x-upstream", name.parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            // A hop-by-hop header the proxy must strip on the way back.
+            r.headers_mut()
+                .insert("keep-alive", "timeout=5".parse().unwrap());
+            r
+        }
+    };
+    Ok(resp)
+}
+
+pub fn full(s: impl Into<Bytes>) -> TestBody {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> TestBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// An address nothing listens on (bound, then closed).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------- tollgate in-process
+
+/// tollgate running in this process on 127.0.0.1:0 (proxy and admin), driven by a manual clock.
+pub struct TestTollgate {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub app_shutdown: tollgate::shutdown::Shutdown,
+    pub limiter: Arc<tollgate::limiter::Limiter>,
+    pub reloader: Option<Arc<tollgate::config::reload::Reloader>>,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+/// Prefix for inline configs: both listeners on port 0.
+pub const LISTEN_ANY: &str =
+    "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+impl TestTollgate {
+    /// Start from inline TOML (which must not set [server]/[admin]; `LISTEN_ANY` is prepended).
+    pub async fn start(toml: &str) -> TestTollgate {
+        Self::start_with(toml, None).await
+    }
+
+    /// As `start`, reloading from `path` (whose contents must equal LISTEN_ANY + toml).
+    pub async fn start_with(toml: &str, path: Option<&Path>) -> TestTollgate {
+        let metrics = tollgate::telemetry::Metrics::new();
+        let text = format!("{LISTEN_ANY}{toml}");
+        let config =
+            tollgate::config::load(&text, "test", &metrics).unwrap_or_else(|e| panic!("{e}"));
+        let clock = Arc::new(ManualClock::new(36_000_000));
+        let mut opts = AppOptions::new(metrics);
+        opts.clock = clock.clone() as Arc<dyn Clock>;
+        opts.config_path = path.map(Path::to_path_buf);
+        let app = App::build(config, opts).await.unwrap();
+        let t = TestTollgate {
+            proxy: app.proxy_addr(),
+            admin: app.admin_addr(),
+            clock,
+            app_shutdown: app.shutdown(),
+            limiter: app.limiter(),
+            reloader: app.reloader(),
+            done: tokio::spawn(async move {
+                app.run().await.unwrap();
+            }),
+        };
+        t
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub async fn stop(self) {
+        self.app_shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.done).await;
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// An HTTP/1.1 client (pooled keep-alive).
+pub fn h1_client() -> Client<HttpConnector, TestBody> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// An h2c client with prior knowledge.
+pub fn h2c_client() -> Client<HttpConnector, TestBody> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
+}
+
+/// A finished response: status, headers, whole body.
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// GET `url` with extra headers over HTTP/1.1.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
+    send(&h1_client(), "GET", url, headers, empty()).await
+}
+
+pub async fn send(
+    client: &Client<HttpConnector, TestBody>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: TestBody,
+) -> Got {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(body).unwrap())
+        .await
+        .expect("request failed");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// The admin /metrics text.
+pub async fn metrics_text(t: &TestTollgate) -> String {
+    get(&t.admin_url("/metrics"), &[]).await.text()
+}
+
+/// The value of one metric line (name with labels exactly as rendered), or None.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .trim()
+            .strip_prefix("")?
+            .parse()
+            .ok()
+    })
+}
+
+// ---------------------------------------------------------------- the real binary
+
+/// The tollgate binary, started on a config file, with its bound addresses read from its log.
+pub struct Binary {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Binary {
+    pub fn start(config: &Path, extra_args: &[&str]) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json"])
+            .args(extra_args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tollgate");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (proxy, admin) = loop {
+            let line = lines
+                .next()
+                .expect("tollgate exited before it was ready")
+                .unwrap();
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["message"] == "tollgate ready" {
+                break (
+                    v["proxy"].as_str().unwrap().parse().unwrap(),
+                    v["admin"].as_str().unwrap().parse().unwrap(),
+                );
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Binary {
+            child,
+            proxy,
+            admin,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Write a config file into a fresh temp dir and return both.
+pub fn config_file(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(&path, format!("{LISTEN_ANY}{toml}")).unwrap();
+    (dir, path)
+}
