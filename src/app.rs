@@ -131,6 +131,11 @@ impl App {
             shutdown.subscribe(),
         ));
         spawn_housekeeping(&settings, &limiter, &opts.metrics, &shutdown);
+        // Export the reload counters at 0 even when there is no file to reload (quick mode).
+        for result in ["success", "failure"] {
+            opts.metrics
+                .counter(crate::telemetry::RELOADS, &[("result", result)]);
+        }
         let reloader = opts.config_path.map(|path| {
             Arc::new(Reloader::new(
                 path,

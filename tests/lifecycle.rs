@@ -1,0 +1,238 @@
+//! The real binary: --version, check-config, quick mode, SIGHUP reload, and a graceful drain of an
+//! in-flight request on SIGTERM.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn tollgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = tollgate().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("tollgate {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_accepts_the_bundled_config_and_lists_every_error() {
+    let ok = tollgate()
+        .args(["check-config", "config/tollgate.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let (_dir, path) = config_file(
+        r#"
+[[rules]]
+name = "bad name"
+key = "cookie:x"
+limits = ["10/fortnight", "0/s"]
+on_missing = "maybe"
+
+[[routes]]
+name = "r"
+rules = ["nope"]
+upstreams = ["ftp://x"]
+"#,
+    );
+    let out = tollgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "rules[0].name",
+        "rules[0].key",
+        "rules[0].limits[0]",
+        "rules[0].limits[1]",
+        "rules[0].on_missing",
+        "routes[0].rules[0]",
+        "routes[0].upstreams[0]",
+    ] {
+        assert!(err.contains(field), "missing {field} in:\n{err}");
+    }
+
+    let unknown = tollgate()
+        .arg("check-config")
+        .arg("/nonexistent.toml")
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(64));
+}
+
+#[test]
+fn a_typo_in_a_key_name_is_an_error_not_ignored() {
+    let (_dir, path) = config_file(
+        "[limits]\nmax_kyes = 5\n[[routes]]\nname = \"r\"\n[routes.direct]\nbody = \"x\"\n",
+    );
+    let out = tollgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_kyes"));
+}
+
+#[test]
+fn a_bad_config_at_startup_exits_64() {
+    let (_dir, path) = config_file("[[routes]]\nname = \"r\"\n");
+    let out = tollgate().arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn a_public_admin_address_without_a_token_refuses_to_start() {
+    let (_dir, path) = config_file("[[routes]]\nname = \"r\"\n[routes.direct]\nbody = \"x\"\n");
+    let out = tollgate()
+        .arg("--config")
+        .arg(&path)
+        .args(["--admin-listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin.listen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_mode_proxies_and_limits_without_a_file() {
+    let up = Upstream::start("quick").await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &up.url(),
+        ])
+        .args([
+            "--limit",
+            "2/m",
+            "--limit",
+            "100/h",
+            "--key",
+            "header:x-api-key",
+            "--log-format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let proxy = loop {
+        let line = lines.next_line().await.unwrap().expect("exited early");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "tollgate ready" {
+            break v["proxy"].as_str().unwrap().to_string();
+        }
+    };
+    let url = format!("http://{proxy}/echo");
+    let k = [("x-api-key", "q")];
+    let r = get(&url, &k).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-upstream"), Some("quick"));
+    assert_eq!(
+        r.header("ratelimit-policy"),
+        Some(r#""quick-1m";q=2;w=60, "quick-1h";q=100;w=3600"#)
+    );
+    assert_eq!(get(&url, &k).await.status, 200);
+    assert_eq!(get(&url, &k).await.status, 429);
+    assert_eq!(
+        get(&url, &[]).await.status,
+        401,
+        "quick mode rejects a missing key"
+    );
+    child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_ready_and_drains_an_in_flight_request_then_exits_0() {
+    let up = Upstream::start("slow").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[routes]]\nname = \"slow\"\nupstreams = [\"{}\"]\n",
+            up.url()
+        ),
+    )
+    .unwrap();
+    let mut bin = Binary::start(&path, &[]);
+    let (proxy, admin) = (bin.proxy, bin.admin);
+    assert_eq!(get(&format!("http://{admin}/ready"), &[]).await.status, 200);
+    let in_flight =
+        tokio::spawn(async move { get(&format!("http://{proxy}/slow?ms=1500"), &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bin.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // /ready fails while draining (or the admin port is already closed).
+    let ready = tokio::time::timeout(Duration::from_secs(2), async {
+        let client = h1_client();
+        let req = http::Request::get(format!("http://{admin}/ready"))
+            .body(empty())
+            .unwrap();
+        client.request(req).await.map(|r| r.status().as_u16())
+    })
+    .await;
+    assert!(
+        !matches!(ready, Ok(Ok(200))),
+        "ready must fail during drain: {ready:?}"
+    );
+    // New connections are refused once the listener stopped accepting.
+    assert!(
+        std::net::TcpStream::connect(proxy).is_err(),
+        "the proxy port must be closed while draining"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "slow done", "the in-flight request finished");
+    let status = tokio::task::spawn_blocking(move || {
+        let s = bin.wait_exit(Duration::from_secs(10));
+        (s, bin)
+    })
+    .await
+    .unwrap()
+    .0
+    .expect("exited");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_file() {
+    let body = |b: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[routes]]\nname = \"r\"\n[routes.direct]\nbody = \"{b}\"\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, body("one")).unwrap();
+    let bin = Binary::start(&path, &[]);
+    let url = format!("http://{}/", bin.proxy);
+    assert_eq!(get(&url, &[]).await.text(), "one");
+    std::fs::write(&path, body("two")).unwrap();
+    bin.signal("HUP");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = get(&url, &[]).await.text();
+        if seen == "two" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, "two");
+}
