@@ -387,3 +387,70 @@ async fn an_idle_key_at_its_limit_is_not_evicted_early() {
     assert_eq!(get(&t.url("/"), &[("x-api-key", "a")]).await.status, 429);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn jwt_claim_keys_are_verified_and_composites_join_parts() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let t = TestTollgate::start(
+        r#"
+[jwt]
+algorithm = "HS256"
+secret = "test-secret"
+
+[[rules]]
+name = "per-user"
+key = "jwt:sub,query:region"
+limits = ["1/m"]
+
+[[routes]]
+name = "u"
+rules = ["per-user"]
+[routes.direct]
+body = "ok"
+"#,
+    )
+    .await;
+    let token = |sub: &str, secret: &[u8]| {
+        let claims = serde_json::json!({ "sub": sub });
+        format!(
+            "Bearer {}",
+            encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(secret)
+            )
+            .unwrap()
+        )
+    };
+    let alice = token("alice", b"test-secret");
+    assert_eq!(
+        get(&t.url("/?region=eu"), &[("authorization", &alice)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&t.url("/?region=eu"), &[("authorization", &alice)])
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        get(&t.url("/?region=us"), &[("authorization", &alice)])
+            .await
+            .status,
+        200,
+        "composite part differs"
+    );
+    let bob = token("bob", b"test-secret");
+    assert_eq!(
+        get(&t.url("/?region=eu"), &[("authorization", &bob)])
+            .await
+            .status,
+        200
+    );
+    let forged = token("carol", b"wrong-secret");
+    let r = get(&t.url("/?region=eu"), &[("authorization", &forged)]).await;
+    assert_eq!(r.status, 401, "a forged token counts as no key");
+    t.stop().await;
+}
