@@ -17,7 +17,7 @@ use crate::config::{Config, Overrides, RuntimeConfig, Settings};
 use crate::limiter::{Clock, Limiter, MonotonicClock};
 use crate::proxy::forward;
 use crate::proxy::listener::{self, ConnLimits};
-use crate::proxy::metrics::ConnMetrics;
+use crate::proxy::metrics::{ConnMetrics, RouteMetrics};
 use crate::proxy::service::ProxyState;
 use crate::proxy::tls;
 use crate::shutdown::{Shutdown, Tracker};
@@ -107,6 +107,7 @@ impl App {
             response_timeout: settings.upstream.response_timeout,
             proto: if tls.is_some() { "https" } else { "http" },
             conn_metrics: ConnMetrics::new(&opts.metrics),
+            unmatched: RouteMetrics::new(&opts.metrics, "(none)"),
         });
         let shutdown = Shutdown::default();
         let connections = Tracker::default();
@@ -133,7 +134,8 @@ impl App {
         spawn_housekeeping(&settings, &limiter, &opts.metrics, &shutdown);
         // Export the reload counters at 0 even when there is no file to reload (quick mode).
         for result in ["success", "failure"] {
-            opts.metrics
+            let _ = opts
+                .metrics
                 .counter(crate::telemetry::RELOADS, &[("result", result)]);
         }
         let reloader = opts.config_path.map(|path| {

@@ -69,8 +69,16 @@ const EXIT_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let metrics = Metrics::new();
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        admin_listen: cli.admin_listen.clone(),
+        admin_token: cli.admin_token.clone(),
+        log: cli.log.clone(),
+        workers: cli.workers,
+    };
     if let Some(Command::CheckConfig { path }) = &cli.command {
-        return match config::load_file(path, &metrics) {
+        // The environment's overrides apply, so a file relying on TOLLGATE_ADMIN_TOKEN checks as it runs.
+        return match config::load_file(path, &overrides, &metrics) {
             Ok(_) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
@@ -81,13 +89,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    let overrides = Overrides {
-        listen: cli.listen.clone(),
-        admin_listen: cli.admin_listen.clone(),
-        admin_token: cli.admin_token.clone(),
-        log: cli.log.clone(),
-        workers: cli.workers,
-    };
     let (config, path) = match load(&cli, &overrides, &metrics) {
         Ok(c) => c,
         Err(e) => {
@@ -100,9 +101,10 @@ fn main() -> ExitCode {
         Some(Format::Text) => LogFormat::Text,
         None => config.settings.log.format,
     };
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .or(cli.log.clone())
+    let filter = cli
+        .log
+        .clone()
+        .or(std::env::var("RUST_LOG").ok())
         .or(config.settings.log.level.clone())
         .unwrap_or_else(|| "info".into());
     init_tracing(format, &filter);
@@ -131,29 +133,13 @@ fn load(
             }],
         });
     }
-    let (mut raw, origin, path) = if cli.upstream.is_empty() {
-        let text = std::fs::read_to_string(&cli.config).map_err(|e| config::ConfigErrors {
-            origin: cli.config.display().to_string(),
-            errors: vec![config::ConfigError {
-                field: "(file)".into(),
-                reason: format!("cannot read: {e}"),
-            }],
-        })?;
-        let origin = cli.config.display().to_string();
-        (
-            config::parse(&text, &origin)?,
-            origin,
-            Some(cli.config.clone()),
-        )
-    } else {
-        (
-            quick_config(None, &cli.upstream, &cli.limit, &cli.key),
-            "command line".to_string(),
-            None,
-        )
-    };
+    if cli.upstream.is_empty() {
+        let config = config::load_file(&cli.config, overrides, metrics)?;
+        return Ok((config, Some(cli.config.clone())));
+    }
+    let mut raw = quick_config(None, &cli.upstream, &cli.limit, &cli.key);
     overrides.apply(&mut raw);
-    Ok((config::validate(raw, &origin, metrics)?, path))
+    Ok((config::validate(raw, "command line", metrics)?, None))
 }
 
 fn run(

@@ -147,12 +147,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Install the global tracing subscriber. `filter` comes from TOLLGATE_LOG, RUST_LOG or config,
-/// in that order. Safe to call twice (the second call is a no-op).
+/// Install the global tracing subscriber. `filter` comes from TOLLGATE_LOG (or --log), RUST_LOG,
+/// or config `log.level`, in that order. Colours only on a terminal. Safe to call twice (the
+/// second call is a no-op).
 pub fn init_tracing(format: LogFormat, filter: &str) {
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -46,6 +46,14 @@ on_missing = "maybe"
 name = "r"
 rules = ["nope"]
 upstreams = ["ftp://x"]
+
+[[overrides]]
+key = "k"
+rule = "ghost"
+tier = "silver"
+
+[upstream]
+response_timeout = "0s"
 "#,
     );
     let out = tollgate().arg("check-config").arg(&path).output().unwrap();
@@ -59,9 +67,13 @@ upstreams = ["ftp://x"]
         "rules[0].on_missing",
         "routes[0].rules[0]",
         "routes[0].upstreams[0]",
+        "overrides[0].rule",
+        "overrides[0].tier",
+        "upstream.response_timeout",
     ] {
         assert!(err.contains(field), "missing {field} in:\n{err}");
     }
+    assert_eq!(err.matches("overrides[0].tier").count(), 1, "each problem is reported once:\n{err}");
 
     let unknown = tollgate()
         .arg("check-config")

@@ -77,8 +77,8 @@ pub fn load(text: &str, origin: &str, metrics: &Metrics) -> Result<Config, Confi
     validate(raw, origin, metrics)
 }
 
-/// Read, parse and validate a file.
-pub fn load_file(path: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors> {
+/// Read and parse a file, then apply flag/environment overrides.
+pub fn read_raw(path: &Path, overrides: &Overrides) -> Result<RawConfig, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         origin: origin.clone(),
@@ -87,5 +87,17 @@ pub fn load_file(path: &Path, metrics: &Metrics) -> Result<Config, ConfigErrors>
             reason: format!("cannot read: {e}"),
         }],
     })?;
-    load(&text, &origin, metrics)
+    let mut raw = parse(&text, &origin)?;
+    overrides.apply(&mut raw);
+    Ok(raw)
+}
+
+/// Read, parse, override and validate a file.
+pub fn load_file(
+    path: &Path,
+    overrides: &Overrides,
+    metrics: &Metrics,
+) -> Result<Config, ConfigErrors> {
+    let raw = read_raw(path, overrides)?;
+    validate(raw, &path.display().to_string(), metrics)
 }

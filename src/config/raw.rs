@@ -133,7 +133,7 @@ pub struct RawLog {
     pub format: Option<String>,
     /// One line per request. Default false.
     pub access_log: Option<bool>,
-    /// A tracing filter such as "info" or "tollgate=debug"; TOLLGATE_LOG/RUST_LOG win.
+    /// A tracing filter such as "info" or "tollgate=debug"; TOLLGATE_LOG (or --log), then RUST_LOG, win over it.
     pub level: Option<String>,
 }
 

@@ -14,7 +14,7 @@ use metrics::Counter;
 use notify::{RecursiveMode, Watcher};
 
 use super::quick::Overrides;
-use super::{parse, validate, ConfigErrors, RawConfig, RuntimeConfig};
+use super::{read_raw, validate, ConfigErrors, RawConfig, RuntimeConfig};
 use crate::telemetry::{Metrics, RELOADS};
 
 /// Reloads one file into the live config.
@@ -73,15 +73,7 @@ impl Reloader {
 
     fn try_reload(&self) -> Result<bool, ConfigErrors> {
         let origin = self.path.display().to_string();
-        let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigErrors {
-            origin: origin.clone(),
-            errors: vec![super::ConfigError {
-                field: "(file)".into(),
-                reason: format!("cannot read: {e}"),
-            }],
-        })?;
-        let mut raw = parse(&text, &origin)?;
-        self.overrides.apply(&mut raw);
+        let raw = read_raw(&self.path, &self.overrides)?;
         let mut current = self.current.lock().expect("reload lock poisoned");
         if *current == raw {
             return Ok(false);
@@ -96,9 +88,14 @@ impl Reloader {
     /// Watch the file's directory and reload on change until the returned watcher is dropped.
     pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|e| concerns(&e, &name)) {
                     let _ = tx.send(());
                 }
             })?;
@@ -120,6 +117,16 @@ impl Reloader {
         });
         Ok(watcher)
     }
+}
+
+/// Whether an event in the watched directory may have changed the config: the file itself, or a
+/// `..data`-style symlink swap as Kubernetes does for ConfigMaps. Other files (a log written
+/// beside the config, say) are ignored, so they can't trigger reload storms.
+fn concerns(event: &notify::Event, name: &std::ffi::OsStr) -> bool {
+    event.paths.iter().any(|p| {
+        p.file_name()
+            .is_some_and(|n| n == name || n.to_string_lossy().starts_with(".."))
+    })
 }
 
 fn warn_startup_only(old: &RawConfig, new: &RawConfig) {

@@ -61,7 +61,16 @@ pub fn validate(raw: RawConfig, origin: &str, metrics: &Metrics) -> Result<Confi
     let jwt = raw.jwt.as_ref().and_then(|j| jwt::verifier(j, &mut errs));
     let shadow_all = raw.limits.shadow.unwrap_or(false);
     let tiers = tiers(&raw, &mut errs);
-    let rules = rules(&raw, shadow_all, &tiers, jwt.is_some(), metrics, &mut errs);
+    let overrides = overrides(&raw, &tiers, &mut errs);
+    let rules = rules(
+        &raw,
+        shadow_all,
+        &tiers,
+        &overrides,
+        raw.jwt.is_some(),
+        metrics,
+        &mut errs,
+    );
     let routes = routes::routes(&raw, &rules, metrics, &mut errs);
     let forwarding = forwarding(&raw, &mut errs);
     let deny = deny(&raw, &mut errs);
@@ -163,6 +172,7 @@ fn rules(
     raw: &RawConfig,
     shadow_all: bool,
     tiers: &Tiers,
+    overrides: &[Override],
     have_jwt: bool,
     metrics: &Metrics,
     errs: &mut Errors,
@@ -177,8 +187,9 @@ fn rules(
                 format!("duplicate rule name {:?}", r.name),
             );
         }
-        if let Some(bound) = bound_rule(raw, r, &field, shadow_all, tiers, have_jwt, metrics, errs)
-        {
+        if let Some(bound) = bound_rule(
+            r, &field, shadow_all, tiers, overrides, have_jwt, metrics, errs,
+        ) {
             out.insert(r.name.clone(), (i, Arc::new(bound)));
         }
     }
@@ -187,11 +198,11 @@ fn rules(
 
 #[allow(clippy::too_many_arguments)]
 fn bound_rule(
-    raw: &RawConfig,
     r: &RawRule,
     field: &str,
     shadow_all: bool,
     tiers: &Tiers,
+    overrides: &[Override],
     have_jwt: bool,
     metrics: &Metrics,
     errs: &mut Errors,
@@ -215,12 +226,27 @@ fn bound_rule(
         to_limits(&r.name, &parsed),
         shadow_all || r.shadow.unwrap_or(false),
     );
-    for (j, o) in raw.overrides.iter().enumerate() {
-        if o.rule.as_ref().is_none_or(|name| name == &r.name) {
-            if let Some(limits) = override_limits(r, o, j, tiers, errs) {
-                rule = rule.with_override(&o.key, limits);
-            }
+    for o in overrides
+        .iter()
+        .filter(|o| o.rule.as_ref().is_none_or(|n| n == &r.name))
+    {
+        let limits = match &o.source {
+            OverrideSource::Limits(l) => Some(l.as_slice()),
+            OverrideSource::Tier(tier) => tiers
+                .get(tier)
+                .and_then(|t| t.get(&r.name))
+                .map(Vec::as_slice),
+        };
+        if let Some(limits) = limits {
+            rule = rule.with_override(&o.key, to_limits(&r.name, limits));
         }
+    }
+    let cost = r.cost.unwrap_or(1);
+    if cost == 0 {
+        errs.push(
+            format!("{field}.cost"),
+            "must be at least 1 (a free request would bypass the rule)",
+        );
     }
     Some(BoundRule {
         rule: Arc::new(rule),
@@ -234,36 +260,56 @@ fn bound_rule(
     })
 }
 
-/// The limits an override gives `rule`, or None when it doesn't touch this rule.
-fn override_limits(
-    rule: &RawRule,
-    o: &super::raw::RawOverride,
-    j: usize,
-    tiers: &Tiers,
-    errs: &mut Errors,
-) -> Option<Arc<Limits>> {
-    let field = format!("overrides[{j}]");
-    match (&o.tier, o.limits.is_empty()) {
-        (Some(_), false) => {
-            errs.push(field, "set either tier or limits, not both");
-            None
+/// A per-key override, checked once.
+pub(super) struct Override {
+    key: String,
+    /// Only this rule; None means every rule.
+    rule: Option<String>,
+    source: OverrideSource,
+}
+
+enum OverrideSource {
+    Tier(String),
+    Limits(Vec<(u32, Duration)>),
+}
+
+fn overrides(raw: &RawConfig, tiers: &Tiers, errs: &mut Errors) -> Vec<Override> {
+    let mut out = Vec::new();
+    for (j, o) in raw.overrides.iter().enumerate() {
+        let field = format!("overrides[{j}]");
+        if o.key.is_empty() {
+            errs.push(format!("{field}.key"), "must not be empty");
         }
-        (None, true) => {
-            errs.push(field, "set a tier or limits");
-            None
-        }
-        (None, false) => Some(to_limits(
-            &rule.name,
-            &parse_limits(&o.limits, &format!("{field}.limits"), errs),
-        )),
-        (Some(tier), true) => match tiers.get(tier) {
-            None => {
-                errs.push(format!("{field}.tier"), format!("no tier named {tier:?}"));
-                None
+        if let Some(rule) = &o.rule {
+            if !raw.rules.iter().any(|r| &r.name == rule) {
+                errs.push(format!("{field}.rule"), format!("no rule named {rule:?}"));
             }
-            Some(per_rule) => per_rule.get(&rule.name).map(|l| to_limits(&rule.name, l)),
-        },
+        }
+        let source = match (&o.tier, o.limits.is_empty()) {
+            (Some(_), false) => {
+                errs.push(field, "set either tier or limits, not both");
+                continue;
+            }
+            (None, true) => {
+                errs.push(field, "set a tier or limits");
+                continue;
+            }
+            (None, false) => {
+                OverrideSource::Limits(parse_limits(&o.limits, &format!("{field}.limits"), errs))
+            }
+            (Some(tier), true) if !tiers.contains_key(tier) => {
+                errs.push(format!("{field}.tier"), format!("no tier named {tier:?}"));
+                continue;
+            }
+            (Some(tier), true) => OverrideSource::Tier(tier.clone()),
+        };
+        out.push(Override {
+            key: o.key.clone(),
+            rule: o.rule.clone(),
+            source,
+        });
     }
+    out
 }
 
 fn forwarding(raw: &RawConfig, errs: &mut Errors) -> Forwarding {

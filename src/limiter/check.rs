@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 use super::decision::{Check, Decision, Statuses};
 use super::entry::{Denial, Entry, Marks};
 use super::key::DisplayBuf;
+use super::rule::{Limits, Rule};
 use super::table::Limiter;
 
 /// A committed check that may have to be undone.
@@ -80,11 +81,7 @@ impl Limiter {
         reserved: &mut SmallVec<[Reservation; 2]>,
     ) -> Option<Denial> {
         let (mut entry, hash, overflow) = self.lock(c.rule, buf, now_ms);
-        let limits = if overflow {
-            &*c.rule.limits
-        } else {
-            c.rule.limits_for(buf.as_str())
-        };
+        let limits = limits_of(c.rule, buf, overflow);
         let denial = entry.evaluate(limits, c.cost, now_ms, check, Some(statuses));
         if denial.is_none() {
             let marks = entry.commit(limits, c.cost, now_ms);
@@ -107,11 +104,11 @@ impl Limiter {
         check: u16,
         statuses: &mut Statuses,
     ) -> Option<Denial> {
-        let limits = c.rule.limits_for(buf.as_str());
+        let limits = limits_of(c.rule, buf, false);
         let hash = self.hash_key(c.rule.id, buf);
         match self.map.get_mut(&hash) {
             Some(mut entry) => entry.evaluate(limits, c.cost, now_ms, check, Some(statuses)),
-            None => Entry::new(Box::default(), c.rule.id, now_ms).evaluate(
+            None => Entry::new("".into(), c.rule.id, now_ms).evaluate(
                 limits,
                 c.cost,
                 now_ms,
@@ -163,11 +160,7 @@ impl Limiter {
         for (check, c) in indexed(checks).filter(|(_, c)| c.rule.shadow) {
             buf.fill(&c.key);
             let (mut entry, _, overflow) = self.lock(c.rule, buf, now_ms);
-            let limits = if overflow {
-                &*c.rule.limits
-            } else {
-                c.rule.limits_for(buf.as_str())
-            };
+            let limits = limits_of(c.rule, buf, overflow);
             match entry.evaluate(limits, c.cost, now_ms, check, None) {
                 None => drop(entry.commit(limits, c.cost, now_ms)),
                 Some(d) => {
@@ -176,6 +169,16 @@ impl Limiter {
             }
         }
         first
+    }
+}
+
+/// The limits for a key: the rule's own for the overflow bucket or when it has no overrides
+/// (without reading the display), else its override if any.
+fn limits_of<'r>(rule: &'r Rule, buf: &DisplayBuf, overflow: bool) -> &'r Limits {
+    if overflow || rule.overrides.is_empty() {
+        &rule.limits
+    } else {
+        rule.limits_for(buf.as_str())
     }
 }
 

@@ -3,6 +3,12 @@
 //! Owns [`Entry`] and the per-entry steps of a decision: evaluate every window, commit all of them,
 //! or roll a commit back. Must not touch the map, its locks or other entries: the caller holds the
 //! entry's lock and decides across entries (see `check.rs`).
+//!
+//! # Size
+//! An entry is 64 bytes (72 with its `u64` map key), with no allocation for a key display of up
+//! to 15 bytes (every IPv4 address) and one window: the display sits inline in a [`KeyText`], the
+//! first slot inline in the `SmallVec`, and the longest duration is recomputed by `sweep` instead
+//! of stored. A longer display costs one allocation, a second window duration another.
 
 use smallvec::SmallVec;
 
@@ -14,15 +20,50 @@ use super::window::Slot;
 #[derive(Debug)]
 pub struct Entry {
     /// The key's display, for the admin plane and for telling entries apart in `reset_key`.
-    pub key: Box<str>,
+    pub key: KeyText,
     pub rule_id: u64,
     /// Latest time the key was checked; `sweep` evicts on it.
     pub last_seen_ms: u64,
-    /// Longest slot duration: after `2 × max_dur_ms` idle every estimate is 0.
-    pub max_dur_ms: u64,
     /// One per window duration ever applied to this key; matched to windows by `dur_ms`, so a
     /// reload that changes only `max` keeps the counts, and a changed duration starts fresh.
-    pub slots: SmallVec<[Slot; 2]>,
+    /// One inline: most rules have one window (more spill to the heap).
+    pub slots: SmallVec<[Slot; 1]>,
+}
+
+/// A key's display as an entry stores it: inline up to 15 bytes, else behind one thin pointer,
+/// so that it takes 16 bytes of the entry either way (a `Box<str>` takes 16 and allocates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyText {
+    /// The bytes, padded with `0xFF` (a byte no UTF-8 text contains).
+    Inline([u8; 15]),
+    Heap(Box<Box<str>>),
+}
+
+impl KeyText {
+    /// The display.
+    pub fn as_str(&self) -> &str {
+        match self {
+            KeyText::Inline(bytes) => {
+                let len = bytes.iter().position(|&b| b == 0xFF).unwrap_or(15);
+                // Only a `&str`'s bytes are ever stored, so this does not fail.
+                std::str::from_utf8(&bytes[..len]).unwrap_or_default()
+            }
+            KeyText::Heap(text) => text,
+        }
+    }
+}
+
+impl From<&str> for KeyText {
+    fn from(text: &str) -> Self {
+        let mut bytes = [0xFF; 15];
+        match bytes.get_mut(..text.len()) {
+            Some(head) => {
+                head.copy_from_slice(text.as_bytes());
+                KeyText::Inline(bytes)
+            }
+            None => KeyText::Heap(Box::new(text.into())),
+        }
+    }
 }
 
 /// The window of one entry that denies, and when it would allow.
@@ -37,14 +78,20 @@ pub type Marks = SmallVec<[(u64, u64); 2]>;
 
 impl Entry {
     /// An entry with no slots yet, seen at `now_ms`.
-    pub fn new(key: Box<str>, rule_id: u64, now_ms: u64) -> Self {
+    pub fn new(key: KeyText, rule_id: u64, now_ms: u64) -> Self {
         Self {
             key,
             rule_id,
             last_seen_ms: now_ms,
-            max_dur_ms: 0,
             slots: SmallVec::new(),
         }
+    }
+
+    /// Whether every slot has rolled past both of its counted windows at `now_ms`: idle for at
+    /// least twice the longest duration, so every estimate is 0 and the entry can go.
+    pub fn is_idle(&self, now_ms: u64) -> bool {
+        let max_dur_ms = self.slots.iter().map(|s| s.dur_ms).max().unwrap_or(0);
+        now_ms.saturating_sub(self.last_seen_ms) >= max_dur_ms.saturating_mul(2)
     }
 
     /// The slot for `dur_ms`, created if missing, rolled to `now_ms`.
@@ -53,7 +100,6 @@ impl Entry {
             Some(pos) => pos,
             None => {
                 self.slots.push(Slot::new(dur_ms, now_ms));
-                self.max_dur_ms = self.max_dur_ms.max(dur_ms);
                 self.slots.len() - 1
             }
         };
@@ -131,6 +177,22 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_text_is_inline_up_to_15_bytes() {
+        for text in [
+            "",
+            "10.0.0.1",
+            "255.255.255.255",
+            "a-much-longer-api-key-value",
+        ] {
+            let key = KeyText::from(text);
+            assert_eq!(key.as_str(), text);
+            assert_eq!(matches!(key, KeyText::Inline(_)), text.len() <= 15);
+        }
+        assert_eq!(std::mem::size_of::<KeyText>(), 16);
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
+    }
 
     #[test]
     fn rollback_follows_the_window_roll() {

@@ -110,7 +110,7 @@ impl Default for Cost {
 
 /// A cost header that is present but not a whole number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("header {0} must be a whole number")]
+#[error("header {0} must be a whole number of at least 1")]
 pub struct BadCost(pub HeaderName);
 
 impl Cost {
@@ -124,6 +124,7 @@ impl Cost {
                 .to_str()
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
+                .filter(|c| *c > 0)
                 .ok_or_else(|| BadCost(name.clone())),
         }
     }
@@ -232,5 +233,10 @@ mod tests {
         assert_eq!(cost.of(&headers), Ok(7));
         headers.insert("x-cost", "lots".parse().unwrap());
         assert!(cost.of(&headers).is_err());
+        headers.insert("x-cost", "0".parse().unwrap());
+        assert!(
+            cost.of(&headers).is_err(),
+            "a zero cost would bypass the rule"
+        );
     }
 }

@@ -12,7 +12,9 @@
 //! `["a", "b"]` are the same key; key sources should not rely on telling them apart.
 //!
 //! The display is formatted into a [`DisplayBuf`] on the stack (heap only past 128 bytes), and is
-//! copied into a `Box<str>` only when a new entry is inserted.
+//! copied into the entry (see `entry.rs`) only when a new entry is inserted. Strings are copied
+//! and IPv4 addresses formatted by hand, without `fmt`: an existing key costs the formatting, one
+//! foldhash of ~15 bytes and one map lookup.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -69,7 +71,8 @@ impl<'a> Key<'a> {
         &self.parts
     }
 
-    /// Writes the display form (parts joined by `|`) into `out`.
+    /// Writes the display form (parts joined by `|`) into `out`, through `fmt`: the general path;
+    /// the table fills a [`DisplayBuf`] without `fmt` for the common parts.
     pub fn write_display(&self, out: &mut impl fmt::Write) -> fmt::Result {
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
@@ -91,34 +94,104 @@ impl<'a> Key<'a> {
     }
 }
 
+/// Display bytes kept on the stack; longer displays move to the heap.
+const INLINE: usize = 128;
+
 /// A reusable, stack-first buffer holding a key's display form.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DisplayBuf {
-    bytes: SmallVec<[u8; 128]>,
+    /// The display while it fits, so a lookup never allocates.
+    inline: [u8; INLINE],
+    len: usize,
+    /// The whole display once it outgrows `inline` (empty, unallocated, until then).
+    long: Vec<u8>,
+}
+
+impl Default for DisplayBuf {
+    fn default() -> Self {
+        Self {
+            inline: [0; INLINE],
+            len: 0,
+            long: Vec::new(),
+        }
+    }
 }
 
 impl DisplayBuf {
-    /// Replaces the contents with `key`'s display form.
+    /// Replaces the contents with `key`'s display form: the same text as
+    /// [`Key::write_display`], with strings copied and IPv4 addresses formatted by hand (the hot
+    /// path: `fmt` machinery costs more than the rest of a lookup). IPv6 goes through `fmt`.
     pub fn fill(&mut self, key: &Key<'_>) {
-        self.bytes.clear();
-        // Writing into memory cannot fail.
-        let _ = key.write_display(self);
+        self.len = 0;
+        self.long.clear();
+        for (i, part) in key.parts.iter().enumerate() {
+            if i > 0 {
+                self.push(b"|");
+            }
+            match part {
+                KeyPart::Str(s) => self.push(s.as_bytes()),
+                KeyPart::Ip(IpAddr::V4(ip)) => self.push_ipv4(ip.octets()),
+                KeyPart::Ip(ip) => {
+                    // Writing into memory cannot fail.
+                    let _ = fmt::Write::write_fmt(self, format_args!("{ip}"));
+                }
+            }
+        }
+    }
+
+    /// Appends `bytes`, moving to the heap once past [`INLINE`].
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        match self.inline.get_mut(self.len..end) {
+            Some(dst) => dst.copy_from_slice(bytes),
+            None => {
+                if self.long.is_empty() {
+                    self.long.extend_from_slice(&self.inline[..self.len]);
+                }
+                self.long.extend_from_slice(bytes);
+            }
+        }
+        self.len = end;
+    }
+
+    /// Appends `a.b.c.d`, each octet in decimal without leading zeros (as `Ipv4Addr`'s
+    /// `Display`).
+    fn push_ipv4(&mut self, octets: [u8; 4]) {
+        let mut text = [0u8; 15];
+        let mut len = 0;
+        for (i, o) in octets.into_iter().enumerate() {
+            if i > 0 {
+                text[len] = b'.';
+                len += 1;
+            }
+            if o >= 100 {
+                text[len] = b'0' + o / 100;
+                len += 1;
+            }
+            if o >= 10 {
+                text[len] = b'0' + o / 10 % 10;
+                len += 1;
+            }
+            text[len] = b'0' + o % 10;
+            len += 1;
+        }
+        self.push(&text[..len]);
     }
 
     /// The display form. Only `&str`s are ever written, so the bytes are UTF-8.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     /// The raw display bytes, for hashing.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.inline.get(..self.len).unwrap_or(&self.long)
     }
 }
 
 impl fmt::Write for DisplayBuf {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.bytes.extend_from_slice(s.as_bytes());
+        self.push(s.as_bytes());
         Ok(())
     }
 }
@@ -157,6 +230,39 @@ mod tests {
         assert_eq!(&*key.to_display(), "tenant-a|10.0.0.1");
         assert!(!key.is_empty());
         assert!(Key::new().is_empty());
+    }
+
+    #[test]
+    fn fill_matches_fmt_display() {
+        let v6 = "2001:db8::ff00:42:8329".parse().unwrap();
+        let mut buf = DisplayBuf::default();
+        for octets in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [10, 9, 100, 99],
+            [1, 20, 199, 0],
+        ] {
+            let ip = Ipv4Addr::from(octets);
+            let key = Key::single(KeyPart::Ip(IpAddr::V4(ip)));
+            buf.fill(&key);
+            assert_eq!(buf.as_str(), ip.to_string());
+        }
+        let mut key = Key::single(KeyPart::Ip(IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1))));
+        key.push(KeyPart::Str("tenant"));
+        key.push(KeyPart::Ip(IpAddr::V6(v6)));
+        buf.fill(&key);
+        let mut via_fmt = String::new();
+        key.write_display(&mut via_fmt).unwrap();
+        assert_eq!(buf.as_str(), via_fmt);
+        assert_eq!(via_fmt, "192.168.0.1|tenant|2001:db8::ff00:42:8329");
+        let long = "x".repeat(200);
+        let mut key = Key::single(KeyPart::Str(&long[..100]));
+        key.push(KeyPart::Str(&long[100..]));
+        buf.fill(&key);
+        assert_eq!(buf.as_str().len(), 201);
+        assert_eq!(buf.as_str(), key.to_display().as_ref());
+        buf.fill(&Key::single(KeyPart::Str("short")));
+        assert_eq!(buf.as_str(), "short");
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl Slot {
     /// Moves the slot to the fixed window containing `now_ms`. A `now_ms` older than the current
     /// window (a racing thread that read the clock earlier) leaves the slot as it is.
     pub fn roll(&mut self, now_ms: u64) {
+        if now_ms < (self.idx + 1).saturating_mul(self.dur_ms) {
+            // Still (or, racing, before) the current window: no division on the common path.
+            return;
+        }
         let idx = now_ms / self.dur_ms;
         if idx == self.idx + 1 {
             self.prev = self.curr;
@@ -114,8 +118,17 @@ impl Slot {
 
     /// `floor(max − E(t))`, clamped at 0: how much cost would still pass right now.
     pub fn remaining(&self, max: u32, now_ms: u64) -> u32 {
-        let dur = u128::from(self.dur_ms);
-        let used = self.scaled_estimate(now_ms).div_ceil(dur);
+        if self.prev == 0 {
+            // E(t) = curr exactly: no division.
+            return max.saturating_sub(self.curr);
+        }
+        let scaled = self.scaled_estimate(now_ms);
+        // A 64-bit division where it fits (always, for windows under ~49 days): a 128-bit one
+        // is a libcall several times slower.
+        let used = match u64::try_from(scaled) {
+            Ok(scaled) => u128::from(scaled.div_ceil(self.dur_ms)),
+            Err(_) => scaled.div_ceil(u128::from(self.dur_ms)),
+        };
         u32::try_from(u128::from(max).saturating_sub(used)).unwrap_or(u32::MAX)
     }
 
@@ -280,6 +293,27 @@ mod tests {
                             assert_retry_exact(slot, 5, cost, 3 * dur + e);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn remaining_is_floor_of_max_minus_estimate_and_roll_skips_same_window() {
+        for dur in [1, 7, 1_000, u64::from(u32::MAX) * 4] {
+            for (prev, curr) in [(0, 0), (0, 3), (5, 0), (4, 2), (u32::MAX, u32::MAX)] {
+                let slot = Slot {
+                    dur_ms: dur,
+                    idx: 3,
+                    prev,
+                    curr,
+                };
+                for now in [3 * dur, 3 * dur + dur / 3, 4 * dur - 1] {
+                    let scaled = slot.scaled_estimate(now);
+                    let used = scaled.div_ceil(u128::from(dur));
+                    let want = u128::from(10u32).saturating_sub(used) as u32;
+                    assert_eq!(slot.remaining(10, now), want, "{slot:?} at {now}");
+                    assert_eq!(rolled(slot, now), slot, "same window: no roll");
                 }
             }
         }

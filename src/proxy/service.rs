@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use super::forward::{forward, ForwardCtx, UpstreamClient};
 use super::gate::{gate, Gate};
-use super::metrics::{ConnMetrics, DecisionLabel};
+use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::respond::{self, ProxyBody, ProxyError};
 use super::route::Target;
 use crate::config::RuntimeConfig;
@@ -33,6 +33,8 @@ pub struct ProxyState {
     /// "http" or "https", for X-Forwarded-Proto.
     pub proto: &'static str,
     pub conn_metrics: ConnMetrics,
+    /// Requests no route matched, counted under `route="(none)"` (not a valid route name).
+    pub unmatched: RouteMetrics,
 }
 
 /// Handle one request; never fails (errors become responses).
@@ -49,6 +51,7 @@ pub async fn handle(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
     let Some(route) = cfg.routes.find(host, req.uri().path(), req.method()) else {
+        state.unmatched.count(DecisionLabel::Error, 404);
         return ProxyError::NoRoute.into_response();
     };
     let access = cfg

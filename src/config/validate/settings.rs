@@ -9,11 +9,20 @@ use super::super::settings::{AdminSettings, LogSettings, Settings, TlsFiles, Ups
 use super::{addr, Errors};
 use crate::telemetry::LogFormat;
 
+/// A duration that must be greater than zero (every timer here would spin or panic on zero).
 fn dur(errs: &mut Errors, field: &str, value: &Option<String>, default: u64) -> Duration {
-    match value {
-        None => Duration::from_secs(default),
-        Some(v) => errs.check(field, parse::duration(v)).unwrap_or_default(),
-    }
+    let Some(v) = value else {
+        return Duration::from_secs(default);
+    };
+    let parsed = parse::duration(v).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("{v:?} must be greater than zero"))
+        } else {
+            Ok(d)
+        }
+    });
+    errs.check(field, parsed)
+        .unwrap_or(Duration::from_secs(default))
 }
 
 fn positive(
@@ -36,14 +45,6 @@ pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
     let admin = admin(raw, errs);
     let header_timeout = dur(errs, "server.header_timeout", &s.header_timeout, 10);
     let idle_timeout = dur(errs, "server.idle_timeout", &s.idle_timeout, 60);
-    for (field, d) in [
-        ("server.header_timeout", header_timeout),
-        ("server.idle_timeout", idle_timeout),
-    ] {
-        if d.is_zero() {
-            errs.push(field, "must be greater than zero");
-        }
-    }
     let settings = Settings {
         listen: listen?,
         workers: s.workers.unwrap_or(0),
