@@ -73,7 +73,11 @@ response_timeout = "0s"
     ] {
         assert!(err.contains(field), "missing {field} in:\n{err}");
     }
-    assert_eq!(err.matches("overrides[0].tier").count(), 1, "each problem is reported once:\n{err}");
+    assert_eq!(
+        err.matches("overrides[0].tier").count(),
+        1,
+        "each problem is reported once:\n{err}"
+    );
 
     let unknown = tollgate()
         .arg("check-config")

@@ -1,5 +1,6 @@
 //! A connection's byte stream with an activity counter, so an idle connection can be found
-//! without a timer reset on every read or write.
+//! without a timer reset on every read or write, and a guard that lives exactly as long as the
+//! socket: through hyper and, after an Upgrade, through the tunnel that ends up owning it.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,21 +11,26 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pin_project! {
-    /// Counts successful reads and writes.
-    pub struct Tracked<I> {
+    /// Counts successful reads and writes; drops `guard` with the socket.
+    pub struct Tracked<I, G = ()> {
         #[pin]
         inner: I,
         activity: Arc<AtomicU64>,
+        _guard: G,
     }
 }
 
-impl<I> Tracked<I> {
-    pub fn new(inner: I, activity: Arc<AtomicU64>) -> Self {
-        Self { inner, activity }
+impl<I, G> Tracked<I, G> {
+    pub fn new(inner: I, activity: Arc<AtomicU64>, guard: G) -> Self {
+        Self {
+            inner,
+            activity,
+            _guard: guard,
+        }
     }
 }
 
-impl<I: AsyncRead> AsyncRead for Tracked<I> {
+impl<I: AsyncRead, G> AsyncRead for Tracked<I, G> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -39,7 +45,7 @@ impl<I: AsyncRead> AsyncRead for Tracked<I> {
     }
 }
 
-impl<I: AsyncWrite> AsyncWrite for Tracked<I> {
+impl<I: AsyncWrite, G> AsyncWrite for Tracked<I, G> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

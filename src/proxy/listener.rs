@@ -3,12 +3,13 @@
 //! on shutdown.
 //!
 //! Each connection is its own task. A panic inside it is caught, logged and counted; the process
-//! and every other connection go on.
+//! and every other connection go on. A connection's slot under the cap (and its place in the
+//! open-connections gauge) is held by its socket, so an upgraded tunnel keeps it until it closes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +18,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::io::Tracked;
+use super::metrics::ConnMetrics;
 use super::service::{guarded, handle, ProxyState};
 use crate::config::Settings;
 use crate::shutdown::Tracker;
@@ -88,22 +90,46 @@ pub async fn serve(
         let token = tracker.enter();
         tokio::spawn(async move {
             let metrics = state.conn_metrics.clone();
-            metrics.accepted.increment(1);
-            metrics.open.increment(1.0);
-            let conn = connection(stream, peer, state, &limits, tls, shutdown);
+            let slot = Slot::take(permit, &metrics);
+            let conn = connection(stream, slot, peer, state, &limits, tls, shutdown);
             if let Err(panic) = AssertUnwindSafe(conn).catch_unwind().await {
                 metrics.panics.increment(1);
                 tracing::error!(?peer, panic = ?panic.downcast_ref::<&str>(), "connection task panicked");
             }
-            metrics.open.decrement(1.0);
-            drop((permit, token));
+            drop(token);
         });
     }
     tracing::info!("proxy listener stopped accepting");
 }
 
+/// A connection's place under `max_connections` and in the open-connections gauge. It travels
+/// with the socket, so it is released when the socket is dropped: when hyper is done with it, or,
+/// after an Upgrade, when the tunnel closes.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    metrics: ConnMetrics,
+}
+
+impl Slot {
+    fn take(permit: OwnedSemaphorePermit, metrics: &ConnMetrics) -> Self {
+        metrics.accepted.increment(1);
+        metrics.open.increment(1.0);
+        Self {
+            _permit: permit,
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metrics.open.decrement(1.0);
+    }
+}
+
 async fn connection(
     stream: TcpStream,
+    slot: Slot,
     peer: SocketAddr,
     state: Arc<ProxyState>,
     limits: &ConnLimits,
@@ -111,7 +137,7 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(AtomicU64::new(0));
-    let io = Tracked::new(stream, activity.clone());
+    let io = Tracked::new(stream, activity.clone(), slot);
     match tls {
         None => serve_http(TokioIo::new(io), peer, state, limits, activity, shutdown).await,
         Some(acceptor) => {
@@ -136,11 +162,21 @@ async fn serve_http<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let requests = in_flight.clone();
+    // Set by the first request head on any protocol; until then `header_timeout` is the deadline
+    // (hyper enforces it for HTTP/1 heads, but not while sniffing h1 vs h2 or for HTTP/2).
+    let started = Arc::new(AtomicBool::new(false));
+    let first_seen = started.clone();
     let svc = service_fn(move |req| {
         let state = state.clone();
+        let busy = Busy::enter(&requests);
+        first_seen.store(true, Ordering::Relaxed);
         async move {
             let metrics = state.conn_metrics.clone();
-            Ok::<_, Infallible>(guarded(&metrics, handle(state, req, peer)).await)
+            let resp = guarded(&metrics, handle(state, req, peer)).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
         }
     });
     let conn = limits.builder.serve_connection_with_upgrades(io, svc);
@@ -148,6 +184,9 @@ async fn serve_http<I>(
     let mut idle = tokio::time::interval(limits.idle_timeout);
     idle.reset();
     let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
+    let first_deadline = tokio::time::sleep(limits.header_timeout);
+    tokio::pin!(first_deadline);
+    let mut awaiting_first = true;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -160,9 +199,18 @@ async fn serve_http<I>(
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
+            _ = &mut first_deadline, if awaiting_first => {
+                if !started.load(Ordering::Relaxed) {
+                    tracing::debug!(?peer, "no request head within header_timeout; closing");
+                    return;
+                }
+                awaiting_first = false;
+            }
             _ = idle.tick() => {
                 let now = activity.load(Ordering::Relaxed);
-                strikes = if now == seen { strikes + 1 } else { 0 };
+                // Waiting on an upstream moves no bytes but is not idle.
+                let busy = in_flight.load(Ordering::Relaxed) > 0;
+                strikes = if now == seen && !busy { strikes + 1 } else { 0 };
                 seen = now;
                 match strikes {
                     0 => {}
@@ -171,5 +219,22 @@ async fn serve_http<I>(
                 }
             }
         }
+    }
+}
+
+/// Counts a request as in flight from its head until its response head, even if the client
+/// goes away and hyper drops the handler.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

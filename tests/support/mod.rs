@@ -411,3 +411,191 @@ pub fn config_file(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::write(&path, format!("{LISTEN_ANY}{toml}")).unwrap();
     (dir, path)
 }
+
+// ---------------------------------------------------------------- protocol and failure helpers
+
+/// Like `TestTollgate::start`, with extra `[server]` keys (e.g. `header_timeout = "300ms"`).
+pub async fn start_with_server(server_keys: &str, toml: &str) -> TestTollgate {
+    let metrics = tollgate::telemetry::Metrics::new();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}\n[admin]\nlisten = \"127.0.0.1:0\"\n{toml}"
+    );
+    let config = tollgate::config::load(&text, "test", &metrics).unwrap_or_else(|e| panic!("{e}"));
+    let clock = Arc::new(ManualClock::new(36_000_000));
+    let mut opts = AppOptions::new(metrics);
+    opts.clock = clock.clone() as Arc<dyn Clock>;
+    let app = App::build(config, opts).await.unwrap();
+    TestTollgate {
+        proxy: app.proxy_addr(),
+        admin: app.admin_addr(),
+        clock,
+        app_shutdown: app.shutdown(),
+        limiter: app.limiter(),
+        reloader: app.reloader(),
+        done: tokio::spawn(async move {
+            app.run().await.unwrap();
+        }),
+    }
+}
+
+/// A bound on every network wait, so a broken proxy fails a test instead of hanging it.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Read from `stream` until the end of a response head (`\r\n\r\n`) or EOF; returns the head.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("timed out reading a response head")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Write `raw` on a fresh connection to `addr` and return the response head.
+pub async fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    read_head(&mut s).await
+}
+
+/// A body of `total` bytes made 64 KiB at a time, so the test never holds all of it.
+pub fn streamed_body(total: u64) -> TestBody {
+    let chunk = Bytes::from(vec![b'y'; 64 * 1024]);
+    let stream = futures_util::stream::unfold(total, move |left| {
+        let chunk = chunk.clone();
+        async move {
+            (left > 0).then(|| {
+                let take = left.min(chunk.len() as u64);
+                (
+                    Ok::<_, std::io::Error>(Frame::data(chunk.slice(..take as usize))),
+                    left - take,
+                )
+            })
+        }
+    });
+    StreamBody::new(stream).boxed()
+}
+
+/// Resident set size of a process in KiB, from /proc (usable from a sampling thread).
+pub fn rss_kib_of(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A throwaway PKI: a CA and a server certificate for localhost and 127.0.0.1, as PEM files.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+    pub ca_file: std::path::PathBuf,
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    pub ca_der: rustls_pki_types::CertificateDer<'static>,
+    pub cert_der: rustls_pki_types::CertificateDer<'static>,
+    pub key_der: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl TestPki {
+    pub fn generate() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "tollgate test CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_file, cert_file, key_file) = (
+            dir.path().join("ca.pem"),
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+        );
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        std::fs::write(&cert_file, leaf_cert.pem()).unwrap();
+        std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
+        TestPki {
+            ca_der: ca_cert.der().clone(),
+            cert_der: leaf_cert.der().clone(),
+            key_der: rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            dir,
+            ca_file,
+            cert_file,
+            key_file,
+        }
+    }
+
+    /// A rustls client trusting only this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// A rustls server with this PKI's certificate, offering `alpn`.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![self.cert_der.clone()], self.key_der.clone_key())
+        .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// The same upstream as [`Upstream`], over TLS with `pki`'s certificate.
+pub async fn start_tls_upstream(name: &str, pki: &TestPki) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(&[b"http/1.1"]));
+    let name = name.to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, name) = (acceptor.clone(), name.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = service_fn(move |req| upstream_handle(name.clone(), req));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
