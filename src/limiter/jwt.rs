@@ -138,4 +138,29 @@ mod tests {
             Some("alice")
         );
     }
+
+    #[test]
+    fn es256_public_key_verifies_and_rejects_other_keys() {
+        let signer = rcgen::KeyPair::generate().unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let claims = serde_json::json!({"sub": "bob"});
+        let sign = |kp: &rcgen::KeyPair| {
+            let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap();
+            encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap()
+        };
+        let auth = HeaderName::from_static("authorization");
+        let pem = signer.public_key_pem();
+        let v = JwtVerifier::new(auth, JwtKey::Es256Pem(pem.as_bytes()), true).unwrap();
+        assert_eq!(
+            v.verify(&headers_with(&sign(&signer))).unwrap().get("sub"),
+            Some("bob")
+        );
+        assert!(v.verify(&headers_with(&sign(&other))).is_none());
+        assert!(JwtVerifier::new(
+            HeaderName::from_static("x"),
+            JwtKey::Rs256Pem(b"junk"),
+            true
+        )
+        .is_err());
+    }
 }
