@@ -198,16 +198,20 @@ impl TestTollgate {
 
     /// As `start`, reloading from `path` (whose contents must equal LISTEN_ANY + toml).
     pub async fn start_with(toml: &str, path: Option<&Path>) -> TestTollgate {
+        Self::from_text(&format!("{LISTEN_ANY}{toml}"), path).await
+    }
+
+    /// Start from a whole config text (which must bind 127.0.0.1:0 itself).
+    pub async fn from_text(text: &str, path: Option<&Path>) -> TestTollgate {
         let metrics = tollgate::telemetry::Metrics::new();
-        let text = format!("{LISTEN_ANY}{toml}");
         let config =
-            tollgate::config::load(&text, "test", &metrics).unwrap_or_else(|e| panic!("{e}"));
+            tollgate::config::load(text, "test", &metrics).unwrap_or_else(|e| panic!("{e}"));
         let clock = Arc::new(ManualClock::new(36_000_000));
         let mut opts = AppOptions::new(metrics);
         opts.clock = clock.clone() as Arc<dyn Clock>;
         opts.config_path = path.map(Path::to_path_buf);
         let app = App::build(config, opts).await.unwrap();
-        let t = TestTollgate {
+        TestTollgate {
             proxy: app.proxy_addr(),
             admin: app.admin_addr(),
             clock,
@@ -217,8 +221,7 @@ impl TestTollgate {
             done: tokio::spawn(async move {
                 app.run().await.unwrap();
             }),
-        };
-        t
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -416,26 +419,10 @@ pub fn config_file(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 
 /// Like `TestTollgate::start`, with extra `[server]` keys (e.g. `header_timeout = "300ms"`).
 pub async fn start_with_server(server_keys: &str, toml: &str) -> TestTollgate {
-    let metrics = tollgate::telemetry::Metrics::new();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}\n[admin]\nlisten = \"127.0.0.1:0\"\n{toml}"
     );
-    let config = tollgate::config::load(&text, "test", &metrics).unwrap_or_else(|e| panic!("{e}"));
-    let clock = Arc::new(ManualClock::new(36_000_000));
-    let mut opts = AppOptions::new(metrics);
-    opts.clock = clock.clone() as Arc<dyn Clock>;
-    let app = App::build(config, opts).await.unwrap();
-    TestTollgate {
-        proxy: app.proxy_addr(),
-        admin: app.admin_addr(),
-        clock,
-        app_shutdown: app.shutdown(),
-        limiter: app.limiter(),
-        reloader: app.reloader(),
-        done: tokio::spawn(async move {
-            app.run().await.unwrap();
-        }),
-    }
+    TestTollgate::from_text(&text, None).await
 }
 
 /// A bound on every network wait, so a broken proxy fails a test instead of hanging it.
