@@ -252,3 +252,43 @@ async fn sighup_reloads_the_file() {
     }
     assert_eq!(seen, "two");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_variables_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    // Both addresses are unusable as written; the environment supplies working ones.
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"not-an-address\"\n[admin]\nlisten = \"0.0.0.0:9\"\n[[routes]]\nname = \"r\"\n[routes.direct]\nbody = \"from env\"\n",
+    )
+    .unwrap();
+    let plain = tollgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(plain.status.code(), Some(64));
+    let with_token = tollgate()
+        .arg("check-config")
+        .arg(&path)
+        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_ADMIN_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        with_token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_token.stderr)
+    );
+    let bin = Binary::start_env(
+        &path,
+        &[],
+        &[
+            ("TOLLGATE_LISTEN", "127.0.0.1:0"),
+            ("TOLLGATE_ADMIN_LISTEN", "127.0.0.1:0"),
+            ("TOLLGATE_LOG", "warn,tollgate=info"),
+        ],
+    );
+    assert_eq!(
+        get(&format!("http://{}/", bin.proxy), &[]).await.text(),
+        "from env"
+    );
+    assert!(bin.admin.ip().is_loopback());
+}

@@ -330,11 +330,17 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(config: &Path, extra_args: &[&str]) -> Binary {
+        Self::start_env(config, extra_args, &[])
+    }
+
+    /// As `start`, with extra environment variables.
+    pub fn start_env(config: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("--config")
             .arg(config)
             .args(["--log-format", "json"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
