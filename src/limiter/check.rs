@@ -7,12 +7,16 @@
 //!
 //! Between a reservation and its rollback another request may see the reserved cost and be denied;
 //! that brief over-count is the price of never holding two locks, and it errs on the safe side.
+//!
+//! The common request carries one enforcing check and no shadow: it takes a fast path with one
+//! lock, one pass over the windows and no reservation to undo (`Entry::decide`). It must decide
+//! exactly as the general path would; `check_tests.rs` compares the two on random sequences.
 
 use smallvec::SmallVec;
 
 use super::decision::{Check, Decision, Statuses};
 use super::entry::{Denial, Entry, Marks};
-use super::key::DisplayBuf;
+use super::key::{DisplayBuf, Key};
 use super::rule::{Limits, Rule};
 use super::table::Limiter;
 
@@ -34,16 +38,38 @@ impl Limiter {
     /// Decides `checks` at `now_ms`: the request passes only if every window of every enforcing
     /// check allows it, and is then counted in all of them; a denied request is counted nowhere.
     pub fn check_at(&self, now_ms: u64, checks: &[Check<'_, '_>]) -> Decision {
-        let mut buf = DisplayBuf::default();
+        match checks {
+            [c] if !c.rule.shadow => self.check_one(now_ms, c),
+            _ => self.check_many(now_ms, checks),
+        }
+    }
+
+    /// The fast path: one enforcing check, decided and counted under one lock in one pass.
+    fn check_one(&self, now_ms: u64, c: &Check<'_, '_>) -> Decision {
+        let mut statuses = Statuses::new();
+        let (mut entry, _, overflow) = self.lock(c.rule, &c.key, now_ms);
+        let limits = limits_of(c.rule, &c.key, overflow);
+        let denial = entry.decide(limits, c.cost, now_ms, &mut statuses);
+        drop(entry);
+        match denial {
+            None => Decision::Allow {
+                statuses,
+                shadow_denied: None,
+            },
+            Some(denial) => deny(0, denial, statuses),
+        }
+    }
+
+    /// The general path, for any mix of enforcing and shadow checks.
+    pub(super) fn check_many(&self, now_ms: u64, checks: &[Check<'_, '_>]) -> Decision {
         let mut statuses = Statuses::new();
         let mut reserved: SmallVec<[Reservation; 2]> = SmallVec::new();
         let mut blocker: Option<Blocker> = None;
         for (check, c) in indexed(checks).filter(|(_, c)| !c.rule.shadow) {
-            buf.fill(&c.key);
             let denial = if blocker.is_some() {
-                self.peek(c, &buf, now_ms, check, &mut statuses)
+                self.peek(c, now_ms, check, &mut statuses)
             } else {
-                self.reserve(c, &buf, now_ms, check, &mut statuses, &mut reserved)
+                self.reserve(c, now_ms, check, &mut statuses, &mut reserved)
             };
             if let Some(denial) = denial {
                 if blocker.is_none_or(|b| denial.retry_after_ms > b.denial.retry_after_ms) {
@@ -52,7 +78,10 @@ impl Limiter {
             }
         }
         match blocker {
-            Some(blocker) => self.deny(blocker, statuses, reserved),
+            Some(blocker) => {
+                self.roll_back(reserved);
+                deny(blocker.check, blocker.denial, statuses)
+            }
             None => {
                 // Statuses were taken before counting; an allowed cost lowers `remaining` by
                 // exactly itself (estimate + cost <= max).
@@ -61,7 +90,7 @@ impl Limiter {
                         .remaining
                         .saturating_sub(checks[usize::from(s.check)].cost);
                 }
-                let shadow_denied = self.run_shadows(checks, &mut buf, now_ms);
+                let shadow_denied = self.run_shadows(checks, now_ms);
                 Decision::Allow {
                     statuses,
                     shadow_denied,
@@ -74,14 +103,13 @@ impl Limiter {
     fn reserve(
         &self,
         c: &Check<'_, '_>,
-        buf: &DisplayBuf,
         now_ms: u64,
         check: u16,
         statuses: &mut Statuses,
         reserved: &mut SmallVec<[Reservation; 2]>,
     ) -> Option<Denial> {
-        let (mut entry, hash, overflow) = self.lock(c.rule, buf, now_ms);
-        let limits = limits_of(c.rule, buf, overflow);
+        let (mut entry, hash, overflow) = self.lock(c.rule, &c.key, now_ms);
+        let limits = limits_of(c.rule, &c.key, overflow);
         let denial = entry.evaluate(limits, c.cost, now_ms, check, Some(statuses));
         if denial.is_none() {
             let marks = entry.commit(limits, c.cost, now_ms);
@@ -99,13 +127,12 @@ impl Limiter {
     fn peek(
         &self,
         c: &Check<'_, '_>,
-        buf: &DisplayBuf,
         now_ms: u64,
         check: u16,
         statuses: &mut Statuses,
     ) -> Option<Denial> {
-        let limits = limits_of(c.rule, buf, false);
-        let hash = self.hash_key(c.rule.id, buf);
+        let limits = limits_of(c.rule, &c.key, false);
+        let hash = self.hash_key(c.rule.id, &c.key);
         match self.map.get_mut(&hash) {
             Some(mut entry) => entry.evaluate(limits, c.cost, now_ms, check, Some(statuses)),
             None => Entry::new("".into(), c.rule.id, now_ms).evaluate(
@@ -118,49 +145,22 @@ impl Limiter {
         }
     }
 
-    /// Undoes every reservation and reports the blocker, its status showing the retry-after.
-    fn deny(
-        &self,
-        blocker: Blocker,
-        mut statuses: Statuses,
-        reserved: SmallVec<[Reservation; 2]>,
-    ) -> Decision {
+    /// Undoes every reservation of a denied request.
+    fn roll_back(&self, reserved: SmallVec<[Reservation; 2]>) {
         for r in &reserved {
             if let Some(mut entry) = self.map.get_mut(&r.hash) {
                 entry.rollback(&r.marks, r.cost);
             }
         }
-        let Denial {
-            window,
-            retry_after_ms,
-        } = blocker.denial;
-        if let Some(s) = statuses
-            .iter_mut()
-            .find(|s| s.check == blocker.check && s.window == window)
-        {
-            s.reset_ms = retry_after_ms;
-        }
-        Decision::Deny {
-            check: blocker.check,
-            window,
-            retry_after_ms,
-            statuses,
-        }
     }
 
     /// Shadow checks after an allow: each counts only if it would allow, never blocks; returns the
     /// first one that would have denied.
-    fn run_shadows(
-        &self,
-        checks: &[Check<'_, '_>],
-        buf: &mut DisplayBuf,
-        now_ms: u64,
-    ) -> Option<(u16, u8)> {
+    fn run_shadows(&self, checks: &[Check<'_, '_>], now_ms: u64) -> Option<(u16, u8)> {
         let mut first = None;
         for (check, c) in indexed(checks).filter(|(_, c)| c.rule.shadow) {
-            buf.fill(&c.key);
-            let (mut entry, _, overflow) = self.lock(c.rule, buf, now_ms);
-            let limits = limits_of(c.rule, buf, overflow);
+            let (mut entry, _, overflow) = self.lock(c.rule, &c.key, now_ms);
+            let limits = limits_of(c.rule, &c.key, overflow);
             match entry.evaluate(limits, c.cost, now_ms, check, None) {
                 None => drop(entry.commit(limits, c.cost, now_ms)),
                 Some(d) => {
@@ -172,13 +172,36 @@ impl Limiter {
     }
 }
 
+/// A denial decided by `denial` of check `check`, its status showing the retry-after.
+fn deny(check: u16, denial: Denial, mut statuses: Statuses) -> Decision {
+    let Denial {
+        window,
+        retry_after_ms,
+    } = denial;
+    if let Some(s) = statuses
+        .iter_mut()
+        .find(|s| s.check == check && s.window == window)
+    {
+        s.reset_ms = retry_after_ms;
+    }
+    Decision::Deny {
+        check,
+        window,
+        retry_after_ms,
+        statuses,
+    }
+}
+
 /// The limits for a key: the rule's own for the overflow bucket or when it has no overrides
-/// (without reading the display), else its override if any.
-fn limits_of<'r>(rule: &'r Rule, buf: &DisplayBuf, overflow: bool) -> &'r Limits {
+/// (without formatting the display), else its override if any.
+#[inline]
+fn limits_of<'r>(rule: &'r Rule, key: &Key<'_>, overflow: bool) -> &'r Limits {
     if overflow || rule.overrides.is_empty() {
         &rule.limits
     } else {
-        rule.limits_for(buf.as_str())
+        let mut display = DisplayBuf::default();
+        display.fill(key);
+        rule.limits_for(display.as_str())
     }
 }
 
@@ -191,3 +214,7 @@ fn indexed<'a, 'r, 'k>(
         .enumerate()
         .map(|(i, c)| (u16::try_from(i).unwrap_or(u16::MAX), c))
 }
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

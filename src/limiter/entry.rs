@@ -1,8 +1,9 @@
 //! One table entry: the slots of one key under one rule, and how a check reads and writes them.
 //!
 //! Owns [`Entry`] and the per-entry steps of a decision: evaluate every window, commit all of them,
-//! or roll a commit back. Must not touch the map, its locks or other entries: the caller holds the
-//! entry's lock and decides across entries (see `check.rs`).
+//! or roll a commit back; or, for a request of one check, all of it at once (`decide`). Must not
+//! touch the map, its locks or other entries: the caller holds the entry's lock and decides
+//! across entries (see `check.rs`).
 //!
 //! # Size
 //! An entry is 64 bytes (72 with its `u64` map key), with no allocation for a key display of up
@@ -13,7 +14,7 @@
 use smallvec::SmallVec;
 
 use super::decision::{Statuses, WindowStatus};
-use super::rule::Limits;
+use super::rule::{Limits, Window};
 use super::window::Slot;
 
 /// The counters of one `(rule, key)`.
@@ -94,18 +95,29 @@ impl Entry {
         now_ms.saturating_sub(self.last_seen_ms) >= max_dur_ms.saturating_mul(2)
     }
 
-    /// The slot for `dur_ms`, created if missing, rolled to `now_ms`.
-    fn slot_for(&mut self, dur_ms: u64, now_ms: u64) -> &mut Slot {
-        let pos = match self.slots.iter().position(|s| s.dur_ms == dur_ms) {
+    /// The slot for `dur_ms`, created if missing, rolled to `now_ms`. `hint` is the window's
+    /// index in its limits: slots are created in window order, so it is nearly always the slot's
+    /// position too, and the search is skipped.
+    fn slot_for(&mut self, hint: usize, dur_ms: u64, now_ms: u64) -> &mut Slot {
+        let pos = match self.slots.get(hint) {
+            Some(s) if s.dur_ms == dur_ms => hint,
+            _ => self.find_or_push(dur_ms, now_ms),
+        };
+        let slot = &mut self.slots[pos];
+        slot.roll(now_ms);
+        slot
+    }
+
+    /// Position of the slot for `dur_ms`, pushed if missing.
+    #[cold]
+    fn find_or_push(&mut self, dur_ms: u64, now_ms: u64) -> usize {
+        match self.slots.iter().position(|s| s.dur_ms == dur_ms) {
             Some(pos) => pos,
             None => {
                 self.slots.push(Slot::new(dur_ms, now_ms));
                 self.slots.len() - 1
             }
-        };
-        let slot = &mut self.slots[pos];
-        slot.roll(now_ms);
-        slot
+        }
     }
 
     /// Tests every window without counting. Pushes one status per window (tagged `check`) when
@@ -122,7 +134,7 @@ impl Entry {
         let mut worst: Option<Denial> = None;
         for (i, w) in limits.windows.iter().enumerate() {
             let window = u8::try_from(i).unwrap_or(u8::MAX);
-            let slot = self.slot_for(w.dur_ms, now_ms);
+            let slot = self.slot_for(i, w.dur_ms, now_ms);
             if let Some(out) = statuses.as_deref_mut() {
                 out.push(WindowStatus {
                     check,
@@ -147,11 +159,40 @@ impl Entry {
         worst
     }
 
+    /// Evaluates every window (statuses tagged check 0) and, only if all allow, counts `cost` in
+    /// each and lowers each status's `remaining` by it: what the general path does for a request
+    /// of one check, without the [`Marks`] a rollback would need. One window whose slot is
+    /// already there (the common case) takes straight-line code.
+    pub fn decide(
+        &mut self,
+        limits: &Limits,
+        cost: u32,
+        now_ms: u64,
+        statuses: &mut Statuses,
+    ) -> Option<Denial> {
+        if let ([w], Some(slot)) = (&*limits.windows, self.slots.first_mut()) {
+            if slot.dur_ms == w.dur_ms {
+                self.last_seen_ms = self.last_seen_ms.max(now_ms);
+                return decide_window(slot, w, cost, now_ms, statuses);
+            }
+        }
+        let denial = self.evaluate(limits, cost, now_ms, 0, Some(statuses));
+        if denial.is_none() {
+            for (i, w) in limits.windows.iter().enumerate() {
+                self.slot_for(i, w.dur_ms, now_ms).commit(cost);
+            }
+            for s in statuses.iter_mut() {
+                s.remaining = s.remaining.saturating_sub(cost);
+            }
+        }
+        denial
+    }
+
     /// Counts `cost` in every window of `limits` (already evaluated at this time).
     pub fn commit(&mut self, limits: &Limits, cost: u32, now_ms: u64) -> Marks {
         let mut marks = Marks::new();
-        for w in limits.windows.iter() {
-            let slot = self.slot_for(w.dur_ms, now_ms);
+        for (i, w) in limits.windows.iter().enumerate() {
+            let slot = self.slot_for(i, w.dur_ms, now_ms);
             slot.commit(cost);
             marks.push((slot.dur_ms, slot.idx));
         }
@@ -172,6 +213,39 @@ impl Entry {
             }
         }
     }
+}
+
+/// [`Entry::decide`] for the lone window `w` (index 0) and its slot.
+fn decide_window(
+    slot: &mut Slot,
+    w: &Window,
+    cost: u32,
+    now_ms: u64,
+    statuses: &mut Statuses,
+) -> Option<Denial> {
+    slot.roll(now_ms);
+    let allows = slot.allows(w.max, cost, now_ms);
+    let remaining = slot.remaining(w.max, now_ms);
+    statuses.push(WindowStatus {
+        check: 0,
+        window: 0,
+        max: w.max,
+        dur_ms: w.dur_ms,
+        remaining: if allows {
+            remaining.saturating_sub(cost)
+        } else {
+            remaining
+        },
+        reset_ms: slot.reset_ms(now_ms),
+    });
+    if allows {
+        slot.commit(cost);
+        return None;
+    }
+    Some(Denial {
+        window: 0,
+        retry_after_ms: slot.retry_after_ms(w.max, cost, now_ms).unwrap_or(w.dur_ms),
+    })
 }
 
 #[cfg(test)]

@@ -5,19 +5,20 @@
 //! the parts, this module only names them.
 //!
 //! # Identity
-//! A key's identity within a rule is its display string: parts joined by `|`, IPs in their usual
-//! text form. The table hashes `(rule_id, display)` with a per-process random seed, so the same
-//! identity is reachable from the admin plane ([`crate::limiter::Limiter::reset_key`]) and from
-//! per-key overrides, which are keyed by display too. A consequence: parts `["a|b"]` and
-//! `["a", "b"]` are the same key; key sources should not rely on telling them apart.
+//! A key's identity within a rule is its list of parts. The table hashes `(rule_id, parts)` with a
+//! per-process random seed, each part fed in tagged and length-prefixed (strings as their bytes,
+//! IPv4 as its 4 raw bytes, IPv6 as its 16), so the hash never needs the display: parts
+//! `["a|b"]` and `["a", "b"]` are distinct keys, as are `Str("10.0.0.1")` and that IP.
 //!
-//! The display is formatted into a [`DisplayBuf`] on the stack (heap only past 128 bytes), and is
-//! copied into the entry (see `entry.rs`) only when a new entry is inserted. Strings are copied
-//! and IPv4 addresses formatted by hand, without `fmt`: an existing key costs the formatting, one
-//! foldhash of ~15 bytes and one map lookup.
+//! The display (parts joined by `|`, IPs in their usual text form) is what people see: it is
+//! stored in the entry for the admin plane, matched by per-key overrides, and accepted by
+//! [`crate::limiter::Limiter::reset_key`]. Two distinct keys can share a display; both then get
+//! the same override. The display is formatted into a [`DisplayBuf`] on the stack (heap only past
+//! 128 bytes) only when an entry is inserted or the rule has overrides: an existing key under a
+//! rule without overrides costs one foldhash of its raw parts and one map lookup.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
 use smallvec::SmallVec;
@@ -196,84 +197,75 @@ impl fmt::Write for DisplayBuf {
     }
 }
 
-/// Domain tags, so the overflow bucket never shares a hash with a client key that displays the same.
-const DOMAIN_KEY: u8 = 0;
-const DOMAIN_OVERFLOW: u8 = 1;
+/// Part tags, in the top byte of a part's first hashed word, so that no two part lists (nor a
+/// client key and the overflow bucket) feed the hasher the same words.
+const TAG_STR: u64 = 1 << 56;
+const TAG_V4: u64 = 2 << 56;
+const TAG_V6: u64 = 3 << 56;
+const TAG_OVERFLOW: u64 = 0xFF << 56;
+const TAG_EMPTY: u64 = 0;
 
-/// The table hash of a client key: `(rule_id, display)` under the process seed.
-pub fn key_hash(state: &impl BuildHasher, rule_id: u64, display: &[u8]) -> u64 {
-    hash_in_domain(state, DOMAIN_KEY, rule_id, display)
+/// Two words as one `u128`, `low` in the low half.
+fn pair(low: u64, high: u64) -> u128 {
+    u128::from(low) | (u128::from(high) << 64)
+}
+
+impl Key<'_> {
+    /// The table hash of this client key under `rule_id`, from its raw parts (no display).
+    ///
+    /// Each part is one tagged word (the IPv4 address, or the string's length, or just the tag
+    /// for IPv6), fed paired with the rule id (first part) or 0 as one `u128`, then its string
+    /// bytes or IPv6 bits: one multiply for a lone IPv4 part.
+    pub fn table_hash(&self, state: &impl BuildHasher, rule_id: u64) -> u64 {
+        let mut h = state.build_hasher();
+        let mut low = rule_id;
+        for part in &self.parts {
+            let word = match part {
+                KeyPart::Ip(IpAddr::V4(ip)) => TAG_V4 | u64::from(ip.to_bits()),
+                KeyPart::Ip(IpAddr::V6(_)) => TAG_V6,
+                KeyPart::Str(s) => TAG_STR | s.len() as u64,
+            };
+            h.write_u128(pair(low, word));
+            low = 0;
+            match part {
+                KeyPart::Ip(IpAddr::V4(_)) => {}
+                KeyPart::Ip(IpAddr::V6(ip)) => h.write_u128(ip.to_bits()),
+                KeyPart::Str(s) => h.write(s.as_bytes()),
+            }
+        }
+        if self.parts.is_empty() {
+            h.write_u128(pair(rule_id, TAG_EMPTY));
+        }
+        // The part count goes through the sponge, so `finish` multiplies once more: a single
+        // multiply of a constant by a word whose high half is fixed (an IPv4 address) leaves the
+        // hash nearly linear in the address (sequential IPs spread over shards with visibly
+        // regular counts), and hashbrown takes its bucket from the low bits and tag from the top.
+        h.write_u64(self.parts.len() as u64);
+        h.finish()
+    }
+
+    /// The usual key behind a display: split on `|`, parts that parse as IPs taken as IPs. The
+    /// admin plane's way back from a display to a hash (see `Limiter::reset_key`).
+    pub fn parse_display(display: &str) -> Key<'_> {
+        let mut key = Key::new();
+        for part in display.split('|') {
+            key.push(match part.parse::<IpAddr>() {
+                Ok(ip) => KeyPart::Ip(ip),
+                Err(_) => KeyPart::Str(part),
+            });
+        }
+        key
+    }
 }
 
 /// The table hash of a rule's shared overflow bucket.
 pub fn overflow_hash(state: &impl BuildHasher, rule_id: u64) -> u64 {
-    hash_in_domain(state, DOMAIN_OVERFLOW, rule_id, OVERFLOW.as_bytes())
-}
-
-fn hash_in_domain(state: &impl BuildHasher, domain: u8, rule_id: u64, display: &[u8]) -> u64 {
     let mut h = state.build_hasher();
-    h.write_u8(domain);
-    h.write_u64(rule_id);
-    display.hash(&mut h);
+    h.write_u128(pair(rule_id, TAG_OVERFLOW));
+    h.write_u64(0);
     h.finish()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::Ipv4Addr;
-
-    #[test]
-    fn display_joins_parts_with_bar() {
-        let mut key = Key::single(KeyPart::Str("tenant-a"));
-        key.push(KeyPart::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
-        assert_eq!(&*key.to_display(), "tenant-a|10.0.0.1");
-        assert!(!key.is_empty());
-        assert!(Key::new().is_empty());
-    }
-
-    #[test]
-    fn fill_matches_fmt_display() {
-        let v6 = "2001:db8::ff00:42:8329".parse().unwrap();
-        let mut buf = DisplayBuf::default();
-        for octets in [
-            [0, 0, 0, 0],
-            [255, 255, 255, 255],
-            [10, 9, 100, 99],
-            [1, 20, 199, 0],
-        ] {
-            let ip = Ipv4Addr::from(octets);
-            let key = Key::single(KeyPart::Ip(IpAddr::V4(ip)));
-            buf.fill(&key);
-            assert_eq!(buf.as_str(), ip.to_string());
-        }
-        let mut key = Key::single(KeyPart::Ip(IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1))));
-        key.push(KeyPart::Str("tenant"));
-        key.push(KeyPart::Ip(IpAddr::V6(v6)));
-        buf.fill(&key);
-        let mut via_fmt = String::new();
-        key.write_display(&mut via_fmt).unwrap();
-        assert_eq!(buf.as_str(), via_fmt);
-        assert_eq!(via_fmt, "192.168.0.1|tenant|2001:db8::ff00:42:8329");
-        let long = "x".repeat(200);
-        let mut key = Key::single(KeyPart::Str(&long[..100]));
-        key.push(KeyPart::Str(&long[100..]));
-        buf.fill(&key);
-        assert_eq!(buf.as_str().len(), 201);
-        assert_eq!(buf.as_str(), key.to_display().as_ref());
-        buf.fill(&Key::single(KeyPart::Str("short")));
-        assert_eq!(buf.as_str(), "short");
-    }
-
-    #[test]
-    fn hash_depends_on_rule_and_domain() {
-        let state = foldhash::fast::RandomState::default();
-        let a = key_hash(&state, 1, b"x");
-        assert_eq!(a, key_hash(&state, 1, b"x"));
-        assert_ne!(a, key_hash(&state, 2, b"x"));
-        assert_ne!(
-            key_hash(&state, 1, OVERFLOW.as_bytes()),
-            overflow_hash(&state, 1)
-        );
-    }
-}
+#[path = "key_tests.rs"]
+mod tests;

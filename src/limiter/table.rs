@@ -6,18 +6,28 @@
 //! updates.
 //!
 //! # Layout
-//! A `DashMap<u64, Entry>` keyed by a seeded foldhash of `(rule_id, key display)` (see `key.rs`).
+//! A `DashMap<u64, Entry>` keyed by a seeded foldhash of `(rule_id, key parts)` (see `key.rs`).
 //! The key is already a good hash, so the map's own hasher passes it through and DashMap shards on
-//! it. An existing key costs one hash and one `get_mut`, with no allocation; a new key inserts
-//! through `entry().or_insert_with`, which is the only place its display string is allocated.
+//! it. An existing key costs one hash and one `get_mut`, with no allocation and no display; a new
+//! key inserts through `entry().or_insert_with`, the only place its display is formatted and stored.
 //! Two `(rule, key)` pairs colliding in 64 bits would share counters (stricter, never looser);
 //! with a random seed per process that is about a 1 in 10^7 event at a million keys.
 //!
 //! # Memory
 //! A bucket is the `u64` hash and a 64-byte [`Entry`] (see `entry.rs`) plus one control byte;
 //! an IPv4 key with one window allocates nothing else. hashbrown doubles its bucket array once
-//! 7/8 full, so the cost per key swings between ~83 and ~166 bytes with the table's load: at
-//! exactly 1M keys (just past a doubling) ~153 bytes were measured; at 900k it should be ~85.
+//! 7/8 full, so the cost per key swings between ~83 and ~166 bytes with the table's load:
+//! measured (VmRSS growth, `cargo bench --bench limiter`) ~87 bytes at 900k keys and ~154 at
+//! exactly 1M (just past a doubling).
+//!
+//! # Speed
+//! An existing key costs one foldhash of its raw parts, one shard write lock, and one probe.
+//! Past a few thousand keys the probe's cache miss on the bucket is most of the wall time (the
+//! `floor_std_hashmap*` benches show what a bare `HashMap` pays for the same lookups); the
+//! instructions around it are ~340 per decision (callgrind; ~960 before keys were hashed from
+//! their parts and one-check requests got their own path). The map keeps DashMap's default
+//! shard count (4 × cores, rounded up to a power of two): 64 shards measured no different from
+//! 8 with two threads on two cores.
 //!
 //! # Bound
 //! At most `max_keys` client entries are tracked. Once full, a request for a new key is counted
@@ -38,12 +48,12 @@ use std::sync::Arc;
 
 use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
-use foldhash::fast::RandomState;
+use foldhash::fast::SeedableRandomState;
 
 use super::clock::Clock;
 use super::decision::{Check, Decision};
 use super::entry::Entry;
-use super::key::{key_hash, overflow_hash, DisplayBuf, OVERFLOW};
+use super::key::{overflow_hash, DisplayBuf, Key, OVERFLOW};
 use super::rule::Rule;
 use super::window::Slot;
 
@@ -83,7 +93,7 @@ pub struct EntryView {
 pub struct Limiter {
     pub(super) map: Map,
     /// Seeded once per process so clients cannot aim keys at one shard.
-    hasher: RandomState,
+    hasher: SeedableRandomState,
     clock: Arc<dyn Clock>,
     max_keys: usize,
     /// Entries in `map`, overflow buckets included.
@@ -97,7 +107,7 @@ impl Limiter {
     pub fn new(clock: Arc<dyn Clock>, max_keys: usize) -> Self {
         Self {
             map: Map::default(),
-            hasher: RandomState::default(),
+            hasher: SeedableRandomState::random(),
             clock,
             max_keys,
             tracked: AtomicUsize::new(0),
@@ -145,23 +155,28 @@ impl Limiter {
     }
 
     /// Forgets the counters of one key (by display; `*overflow*` for the overflow bucket).
+    ///
+    /// The display is parsed back into its usual parts ([`Key::parse_display`]) to find the entry
+    /// by hash; only if that entry is not there (a key whose parts look otherwise, such as a string
+    /// part holding an IP or a `|`) are the rule's entries scanned, and every one showing that
+    /// display is removed. The scan takes each shard's lock in turn: an admin-plane cost.
     pub fn reset_key(&self, rule_id: u64, key_display: &str) -> bool {
-        let hashes = [
-            key_hash(&self.hasher, rule_id, key_display.as_bytes()),
-            overflow_hash(&self.hasher, rule_id),
-        ];
-        let limit = if key_display == OVERFLOW { 2 } else { 1 };
-        let removed = hashes[..limit].iter().any(|h| {
-            self.map
-                .remove_if(h, |_, e| {
-                    e.rule_id == rule_id && e.key.as_str() == key_display
-                })
-                .is_some()
-        });
-        if removed {
-            self.tracked.fetch_sub(1, Ordering::Relaxed);
+        let hash = if key_display == OVERFLOW {
+            overflow_hash(&self.hasher, rule_id)
+        } else {
+            Key::parse_display(key_display).table_hash(&self.hasher, rule_id)
+        };
+        let matches = |e: &Entry| e.rule_id == rule_id && e.key.as_str() == key_display;
+        let mut removed = usize::from(self.map.remove_if(&hash, |_, e| matches(e)).is_some());
+        if removed == 0 {
+            self.map.retain(|_, e| {
+                let keep = !matches(e);
+                removed += usize::from(!keep);
+                keep
+            });
         }
-        removed
+        self.tracked.fetch_sub(removed, Ordering::Relaxed);
+        removed > 0
     }
 
     /// Copies of up to `limit` entries, in no particular order.
@@ -179,26 +194,40 @@ impl Limiter {
     }
 
     /// The table hash of a client key.
-    pub(super) fn hash_key(&self, rule_id: u64, display: &DisplayBuf) -> u64 {
-        key_hash(&self.hasher, rule_id, display.as_bytes())
+    pub(super) fn hash_key(&self, rule_id: u64, key: &Key<'_>) -> u64 {
+        key.table_hash(&self.hasher, rule_id)
     }
 
-    /// Locks the entry for `(rule, display)`, inserting it if new, or, when the table is full,
+    /// Locks the entry for `(rule, key)`, inserting it if new, or, when the table is full,
     /// the rule's overflow bucket. Returns the guard, its hash, and whether it is the overflow.
     pub(super) fn lock(
         &self,
         rule: &Rule,
-        display: &DisplayBuf,
+        key: &Key<'_>,
         now_ms: u64,
     ) -> (RefMut<'_, u64, Entry>, u64, bool) {
-        let hash = self.hash_key(rule.id, display);
+        let hash = self.hash_key(rule.id, key);
         if let Some(entry) = self.map.get_mut(&hash) {
             return (entry, hash, false);
         }
+        self.insert(rule, key, hash, now_ms)
+    }
+
+    /// The slow half of [`Limiter::lock`]: a new key, or the overflow bucket.
+    #[cold]
+    fn insert(
+        &self,
+        rule: &Rule,
+        key: &Key<'_>,
+        hash: u64,
+        now_ms: u64,
+    ) -> (RefMut<'_, u64, Entry>, u64, bool) {
         if self.reserve_slot() {
             let mut inserted = false;
             let entry = self.map.entry(hash).or_insert_with(|| {
                 inserted = true;
+                let mut display = DisplayBuf::default();
+                display.fill(key);
                 Entry::new(display.as_str().into(), rule.id, now_ms)
             });
             if !inserted {

@@ -266,3 +266,34 @@ fn overflow_bucket_bounds_memory_and_still_limits() {
     assert_eq!(l.tracked_keys(), 1);
     assert_eq!(l.snapshot(10).len(), 1);
 }
+
+#[test]
+fn keys_with_the_same_display_are_distinct_and_reset_by_display() {
+    let (_, l) = limiter(100);
+    let r = rule("r", &[(1_000, 1)], false);
+    let mut split = Key::single(KeyPart::Str("a"));
+    split.push(KeyPart::Str("b"));
+    let joined = Key::single(KeyPart::Str("a|b"));
+    let ip = Key::single(KeyPart::Ip("10.0.0.1".parse().unwrap()));
+    let ip_text = Key::single(KeyPart::Str("10.0.0.1"));
+    let with = |key: &Key<'static>| {
+        [Check {
+            rule: &r,
+            key: key.clone(),
+            cost: 1,
+        }]
+    };
+    for key in [&split, &joined, &ip, &ip_text] {
+        assert!(allowed(&l, &with(key)), "{key:?} has its own counter");
+        assert!(!allowed(&l, &with(key)));
+    }
+    assert_eq!(l.tracked_keys(), 4);
+    // Found by hash (the usual parse of the display), then by scan: every key showing it goes.
+    assert!(l.reset_key(r.id, "a|b"));
+    assert!(l.reset_key(r.id, "10.0.0.1"));
+    assert_eq!(l.tracked_keys(), 2);
+    assert!(l.reset_key(r.id, "a|b"));
+    assert!(l.reset_key(r.id, "10.0.0.1"));
+    assert!(!l.reset_key(r.id, "a|b"));
+    assert_eq!(l.tracked_keys(), 0);
+}
