@@ -74,7 +74,10 @@ impl Reloader {
     fn try_reload(&self) -> Result<bool, ConfigErrors> {
         let origin = self.path.display().to_string();
         let raw = read_raw(&self.path, &self.overrides)?;
-        let mut current = self.current.lock().expect("reload lock poisoned");
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if *current == raw {
             return Ok(false);
         }

@@ -24,6 +24,7 @@
 //! an exact sliding log is bounded by the previous window's count (see `window.rs`).
 
 mod bound;
+pub mod calendar;
 mod check;
 mod clock;
 mod decision;
