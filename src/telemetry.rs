@@ -70,7 +70,7 @@ impl Metrics {
         let r = &*self.recorder;
         let counters: &[(&'static str, &'static str)] = &[
             (REQUESTS, "Requests answered, by route, decision (allow, deny, shadow_deny, error) and status class."),
-            (UPSTREAM_ERRORS, "Upstream failures by route and kind (connect = 502, timeout = 504)."),
+            (UPSTREAM_ERRORS, "Upstream failures by route and kind (connect and other = 502, timeout = 504)."),
             (DECISIONS, "Limiter decisions by rule and outcome (allow, deny, shadow_deny, missing_key)."),
             (EVICTIONS, "Idle keys evicted by the sweeper."),
             (OVERFLOW, "Requests counted in a rule's shared overflow bucket because max_keys was reached."),

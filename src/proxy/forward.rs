@@ -96,11 +96,12 @@ pub async fn forward(
             return Err(ProxyError::UpstreamTimeout);
         }
         Ok(Err(e)) => {
-            route.metrics.upstream_connect_errors.increment(1);
             tracing::debug!(route = %route.name, error = %e, "upstream request failed");
             return Err(if e.is_connect() {
+                route.metrics.upstream_connect_errors.increment(1);
                 ProxyError::UpstreamConnect
             } else {
+                route.metrics.upstream_other_errors.increment(1);
                 ProxyError::Upstream
             });
         }

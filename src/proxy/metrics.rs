@@ -29,6 +29,8 @@ pub struct RouteMetrics {
     pub upstream_duration: Histogram,
     pub upstream_connect_errors: Counter,
     pub upstream_timeouts: Counter,
+    /// The upstream was reached but the exchange failed (reset, bad response).
+    pub upstream_other_errors: Counter,
 }
 
 impl RouteMetrics {
@@ -48,6 +50,7 @@ impl RouteMetrics {
             upstream_duration: metrics.histogram(UPSTREAM_DURATION, &[("route", route)]),
             upstream_connect_errors: err("connect"),
             upstream_timeouts: err("timeout"),
+            upstream_other_errors: err("other"),
         }
     }
 

@@ -61,7 +61,7 @@ pub async fn handle(
     let client_ip = cfg.forwarding.client_ip(peer.ip(), &parts.headers);
     let (resp, label) = match gate(&cfg, route, &state.limiter, &parts, client_ip) {
         Gate::Stop { response, label } => (response, label),
-        Gate::Pass { headers, label } => {
+        Gate::Pass { headers, mut label } => {
             let mut resp = match &route.target {
                 Target::Direct(d) => respond::direct(d),
                 Target::Upstreams(ups) => {
@@ -75,16 +75,13 @@ pub async fn handle(
                     let req = Request::from_parts(parts, body);
                     match forward(ctx, route, ups.pick(), req).await {
                         Ok(resp) => resp.map(Either::Left),
-                        Err(e) => e.into_response(),
+                        Err(e) => {
+                            label = DecisionLabel::Error;
+                            e.into_response()
+                        }
                     }
                 }
             };
-            let label =
-                if resp.status().is_server_error() && matches!(resp.body(), Either::Right(_)) {
-                    DecisionLabel::Error
-                } else {
-                    label
-                };
             resp.headers_mut().extend(headers);
             (resp, label)
         }
