@@ -420,3 +420,82 @@ async fn routes_match_host_path_and_method_and_answer_directly() {
     assert_eq!(created.body, Bytes::from_static(b"created"));
     t.stop().await;
 }
+
+/// A real WebSocket upstream (tokio-tungstenite) that echoes every message.
+async fn websocket_echo_upstream() -> std::net::SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_close() || ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_real_websocket_client_talks_through_the_proxy() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let up = websocket_echo_upstream().await;
+    let t = TestTollgate::start(&format!(
+        r#"
+[[rules]]
+name = "per-ip"
+key = "ip"
+limits = ["2/m"]
+
+[[routes]]
+name = "ws"
+upstreams = ["http://{up}"]
+rules = ["per-ip"]
+"#
+    ))
+    .await;
+    let url = format!("ws://{}/socket", t.proxy);
+    let (mut ws, resp) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(&url))
+        .await
+        .expect("handshake in time")
+        .expect("handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    assert!(resp.headers().contains_key("sec-websocket-accept"));
+    for text in ["hello", "through", "tollgate"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, Message::text(text));
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::binary(vec![0u8, 1, 2, 255]));
+    ws.close(None).await.unwrap();
+    // The handshake is a request like any other: it counts against the route's limit.
+    let _second = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("second handshake");
+    let third = tokio_tungstenite::connect_async(&url).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
+        other => panic!("the third handshake must get a 429, got {other:?}"),
+    }
+    t.stop().await;
+}
