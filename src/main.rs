@@ -148,10 +148,16 @@ fn run(
     overrides: Overrides,
     metrics: Metrics,
 ) -> anyhow::Result<()> {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.settings.workers > 0 {
-        rt.worker_threads(config.settings.workers);
-    }
+    // One worker: a current-thread runtime skips the work-stealing scheduler's bookkeeping.
+    let mut rt = match config.settings.workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
     let rt = rt
         .enable_all()
         .build()

@@ -237,7 +237,8 @@ async fn sighup_reloads_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.toml");
     std::fs::write(&path, body("one")).unwrap();
-    let bin = Binary::start(&path, &[]);
+    // One worker runs on a current-thread runtime: reload (spawn_blocking) and signals must work there too.
+    let bin = Binary::start(&path, &["--workers", "1"]);
     let url = format!("http://{}/", bin.proxy);
     assert_eq!(get(&url, &[]).await.text(), "one");
     std::fs::write(&path, body("two")).unwrap();

@@ -43,7 +43,7 @@ pub struct RawConfig {
 pub struct RawServer {
     /// Address the proxy listens on. Default 127.0.0.1:8080.
     pub listen: Option<String>,
-    /// Tokio worker threads; 0 or absent means one per core.
+    /// Tokio worker threads; 0 or absent means one per core; 1 runs a current-thread runtime.
     pub workers: Option<usize>,
     pub tls: Option<RawTls>,
     /// Deadline for a whole request head (slowloris guard). Default "10s".
