@@ -173,8 +173,7 @@ async fn serve_http<I>(
         let busy = Busy::enter(&requests);
         first_seen.store(true, Ordering::Relaxed);
         async move {
-            let metrics = state.conn_metrics.clone();
-            let resp = guarded(&metrics, handle(state, req, peer)).await;
+            let resp = guarded(&state.conn_metrics, handle(&state, req, peer)).await;
             drop(busy);
             Ok::<_, Infallible>(resp)
         }

@@ -113,20 +113,13 @@ pub fn rate_limit_headers(
         }
         let rule = &checks[s.check as usize].rule.name;
         let windows = statuses.iter().filter(|o| o.check == s.check).count();
-        let mut name = String::new();
-        policy_name(rule, windows, s.dur_ms, &mut name);
-        let _ = write!(
-            policy,
-            "\"{name}\";q={};w={}",
-            s.max,
-            secs_ceil(s.dur_ms).max(1)
-        );
-        let _ = write!(
-            state,
-            "\"{name}\";r={};t={}",
-            s.remaining,
-            secs_ceil(s.reset_ms)
-        );
+        // Names go straight into both buffers: no per-window String.
+        policy.push('"');
+        policy_name(rule, windows, s.dur_ms, &mut policy);
+        let _ = write!(policy, "\";q={};w={}", s.max, secs_ceil(s.dur_ms).max(1));
+        state.push('"');
+        policy_name(rule, windows, s.dur_ms, &mut state);
+        let _ = write!(state, "\";r={};t={}", s.remaining, secs_ceil(s.reset_ms));
     }
     insert(headers, RATELIMIT_POLICY, policy);
     insert(headers, RATELIMIT, state);

@@ -39,7 +39,7 @@ pub struct ProxyState {
 
 /// Handle one request; never fails (errors become responses).
 pub async fn handle(
-    state: Arc<ProxyState>,
+    state: &ProxyState,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
