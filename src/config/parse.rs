@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::limiter::calendar::PeriodKind;
+
 /// "500ms", "10s", "1m", "1h30m" (jiff's friendly format) or ISO 8601 ("PT10S").
 pub fn duration(text: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration = text.trim().parse().map_err(|e| {
@@ -13,8 +15,18 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|_| format!("duration {text:?} must not be negative"))
 }
 
-/// A sliding-window limit: "100/s", "1000/h", "50/30s", "10/1m". Returns (max, window).
-pub fn limit(text: &str) -> Result<(u32, Duration), String> {
+/// What a limit's maximum is counted over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    /// A sliding window of this length.
+    Window(Duration),
+    /// A calendar period (in the rule's time zone).
+    Calendar(PeriodKind),
+}
+
+/// A limit: a sliding window ("100/s", "1000/h", "50/30s", "10/1m") or a calendar quota
+/// ("10000/d", "/w", "/mo", or "/day", "/week", "/month"). Returns (max, per).
+pub fn limit(text: &str) -> Result<(u32, Per), String> {
     let (max, per) = text.split_once('/').ok_or_else(|| {
         format!("invalid limit {text:?}: write MAX/WINDOW such as \"100/s\" or \"1000/1h\"")
     })?;
@@ -33,9 +45,7 @@ pub fn limit(text: &str) -> Result<(u32, Duration), String> {
         "m" | "min" | "minute" => Duration::from_secs(60),
         "h" | "hour" => Duration::from_secs(3600),
         "d" | "day" | "w" | "week" | "mo" | "month" => {
-            return Err(format!(
-                "invalid limit {text:?}: calendar quotas (/d, /w, /mo) are not supported yet; use a sliding window such as \"/24h\""
-            ))
+            return Ok((max, Per::Calendar(PeriodKind::parse(per)?)))
         }
         _ => duration(per).map_err(|e| format!("invalid limit {text:?}: {e}"))?,
     };
@@ -49,7 +59,7 @@ pub fn limit(text: &str) -> Result<(u32, Duration), String> {
             "invalid limit {text:?}: the window must be at most 366 days"
         ));
     }
-    Ok((max, window))
+    Ok((max, Per::Window(window)))
 }
 
 pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
@@ -80,14 +90,17 @@ mod tests {
 
     #[test]
     fn limits() {
-        assert_eq!(limit("100/s"), Ok((100, Duration::from_secs(1))));
-        assert_eq!(limit("10/m"), Ok((10, Duration::from_secs(60))));
-        assert_eq!(limit("50/30s"), Ok((50, Duration::from_secs(30))));
-        assert_eq!(limit("5/1h30m"), Ok((5, Duration::from_secs(5400))));
+        let w = |secs| Per::Window(Duration::from_secs(secs));
+        assert_eq!(limit("100/s"), Ok((100, w(1))));
+        assert_eq!(limit("10/m"), Ok((10, w(60))));
+        assert_eq!(limit("50/30s"), Ok((50, w(30))));
+        assert_eq!(limit("5/1h30m"), Ok((5, w(5400))));
+        assert_eq!(limit("9/d"), Ok((9, Per::Calendar(PeriodKind::Day))));
+        assert_eq!(limit("9/week"), Ok((9, Per::Calendar(PeriodKind::Week))));
+        assert_eq!(limit("9/mo"), Ok((9, Per::Calendar(PeriodKind::Month))));
         assert!(limit("0/s").is_err());
         assert!(limit("x/s").is_err());
         assert!(limit("10").is_err());
-        assert!(limit("10/d").unwrap_err().contains("calendar"));
         assert!(limit("10/fortnight").is_err());
     }
 

@@ -68,3 +68,27 @@ impl Overrides {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Metrics;
+
+    #[test]
+    fn quick_mode_takes_calendar_quotas() {
+        let limits = [
+            "10/s".to_owned(),
+            "10000/d".to_owned(),
+            "5/w".to_owned(),
+            "9/mo".to_owned(),
+        ];
+        let upstreams = ["http://127.0.0.1:9".to_owned()];
+        let raw = quick_config(None, &upstreams, &limits, "ip");
+        let config = crate::config::validate::validate(raw, "quick", &Metrics::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let windows = &config.runtime.rules[0].rule.limits.windows;
+        let quotas: Vec<_> = windows.iter().filter(|w| w.quota.is_some()).collect();
+        assert_eq!(quotas.len(), 3);
+        assert_eq!(windows[1].describe(), "10000/day");
+    }
+}

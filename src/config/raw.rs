@@ -123,6 +123,8 @@ pub struct RawLimits {
     pub deny_body: Option<String>,
     /// Content-Type of that body. Default "application/json".
     pub deny_content_type: Option<String>,
+    /// IANA time zone of calendar quotas for rules that set none. Default "UTC".
+    pub timezone: Option<String>,
 }
 
 /// Logging.
@@ -197,7 +199,7 @@ pub struct RawRule {
     pub name: String,
     /// "ip", "header:NAME", "query:NAME", "jwt:CLAIM", or several joined by commas.
     pub key: String,
-    /// Sliding windows, e.g. ["10/s", "1000/h", "50/30s"].
+    /// Sliding windows and calendar quotas, e.g. ["10/s", "1000/h", "50/30s", "10000/d", "1000000/mo"].
     #[serde(default)]
     pub limits: Vec<String>,
     /// "reject" (401, default), "anonymous" (one shared bucket) or "skip".
@@ -208,6 +210,10 @@ pub struct RawRule {
     pub cost_header: Option<String>,
     /// Count and report, never block. Default false.
     pub shadow: Option<bool>,
+    /// IANA time zone of the rule's calendar quotas (/d, /w, /mo). Default `[limits] timezone`.
+    pub timezone: Option<String>,
+    /// Day of the month (1-28) on which monthly quotas reset. Default 1.
+    pub billing_day: Option<u8>,
 }
 
 /// A per-key override: a tier or explicit limits.

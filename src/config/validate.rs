@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
@@ -14,13 +13,14 @@ use super::raw::{RawConfig, RawRule};
 use super::{parse, Config, ConfigError, ConfigErrors};
 use crate::limiter::extract::{Cost, KeySpec, OnMissing};
 use crate::limiter::jwt::JwtVerifier;
-use crate::limiter::{BoundRule, Limits, Rule, RuleMetrics, Window};
+use crate::limiter::{BoundRule, Rule, RuleMetrics};
 use crate::proxy::headers::Forwarding;
-use crate::proxy::respond::{policy_name, DenySettings};
+use crate::proxy::respond::DenySettings;
 use crate::proxy::route::RouteTable;
 use crate::telemetry::Metrics;
 
 mod jwt;
+mod limits;
 mod routes;
 mod settings;
 
@@ -60,8 +60,8 @@ pub fn validate(raw: RawConfig, origin: &str, metrics: &Metrics) -> Result<Confi
     let settings = settings::settings(&raw, &mut errs);
     let jwt = raw.jwt.as_ref().and_then(|j| jwt::verifier(j, &mut errs));
     let shadow_all = raw.limits.shadow.unwrap_or(false);
-    let tiers = tiers(&raw, &mut errs);
-    let overrides = overrides(&raw, &tiers, &mut errs);
+    let tiers = limits::tiers(&raw, &mut errs);
+    let overrides = limits::overrides(&raw, &tiers, &mut errs);
     let rules = rules(
         &raw,
         shadow_all,
@@ -101,78 +101,14 @@ fn in_file_order(rules: BoundRules) -> Vec<Arc<BoundRule>> {
     v.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Tier -> rule -> limits, parsed.
-type Tiers = BTreeMap<String, BTreeMap<String, Vec<(u32, Duration)>>>;
-
-fn tiers(raw: &RawConfig, errs: &mut Errors) -> Tiers {
-    let mut out = Tiers::new();
-    for (tier, per_rule) in &raw.tiers {
-        errs.check(format!("tiers.{tier}"), parse::name(tier));
-        for (rule, limits) in per_rule {
-            if !raw.rules.iter().any(|r| &r.name == rule) {
-                errs.push(
-                    format!("tiers.{tier}.{rule}"),
-                    format!("no rule named {rule:?}"),
-                );
-            }
-            let field = format!("tiers.{tier}.{rule}");
-            let parsed = parse_limits(limits, &field, errs);
-            out.entry(tier.clone())
-                .or_default()
-                .insert(rule.clone(), parsed);
-        }
-    }
-    out
-}
-
-fn parse_limits(limits: &[String], field: &str, errs: &mut Errors) -> Vec<(u32, Duration)> {
-    if limits.is_empty() {
-        errs.push(field, "at least one limit is required, e.g. [\"100/m\"]");
-    }
-    let parsed: Vec<_> = limits
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| errs.check(format!("{field}[{i}]"), parse::limit(l)))
-        .collect();
-    let mut windows: Vec<_> = parsed.iter().map(|(_, w)| *w).collect();
-    windows.sort();
-    windows.dedup();
-    if windows.len() != parsed.len() {
-        errs.push(
-            field,
-            "two limits share a window length; keep the tighter one",
-        );
-    }
-    parsed
-}
-
-/// Build the limiter's windows; the policy name is the rule's, suffixed when it has several.
-fn to_limits(rule: &str, parsed: &[(u32, Duration)]) -> Arc<Limits> {
-    let windows = parsed
-        .iter()
-        .map(|&(max, window)| {
-            let mut policy = String::new();
-            policy_name(rule, parsed.len(), window.as_millis() as u64, &mut policy);
-            Window {
-                dur_ms: window.as_millis() as u64,
-                max,
-                policy: policy.into(),
-            }
-        })
-        .collect::<Vec<_>>();
-    Arc::new(Limits {
-        windows: windows.into(),
-    })
-}
-
 /// Rule name -> (file index, bound rule).
 pub(super) type BoundRules = BTreeMap<String, (usize, Arc<BoundRule>)>;
 
 fn rules(
     raw: &RawConfig,
     shadow_all: bool,
-    tiers: &Tiers,
-    overrides: &[Override],
+    tiers: &limits::Tiers,
+    overrides: &[limits::Override],
     have_jwt: bool,
     metrics: &Metrics,
     errs: &mut Errors,
@@ -188,7 +124,7 @@ fn rules(
             );
         }
         if let Some(bound) = bound_rule(
-            r, &field, shadow_all, tiers, overrides, have_jwt, metrics, errs,
+            raw, r, &field, shadow_all, tiers, overrides, have_jwt, metrics, errs,
         ) {
             out.insert(r.name.clone(), (i, Arc::new(bound)));
         }
@@ -198,11 +134,12 @@ fn rules(
 
 #[allow(clippy::too_many_arguments)]
 fn bound_rule(
+    raw: &RawConfig,
     r: &RawRule,
     field: &str,
     shadow_all: bool,
-    tiers: &Tiers,
-    overrides: &[Override],
+    tiers: &limits::Tiers,
+    overrides: &[limits::Override],
     have_jwt: bool,
     metrics: &Metrics,
     errs: &mut Errors,
@@ -220,25 +157,16 @@ fn bound_rule(
             .map_err(|_| format!("invalid header name {h:?}"));
         errs.check(format!("{field}.cost_header"), name)
     });
-    let parsed = parse_limits(&r.limits, &format!("{field}.limits"), errs);
+    let calendar = limits::RuleCalendar::of(raw, r, field, errs);
+    let parsed = limits::parse_limits(&r.limits, &format!("{field}.limits"), errs);
     let mut rule = Rule::new(
         &r.name,
-        to_limits(&r.name, &parsed),
+        limits::to_limits(&r.name, &parsed, &calendar),
         shadow_all || r.shadow.unwrap_or(false),
     );
-    for o in overrides
-        .iter()
-        .filter(|o| o.rule.as_ref().is_none_or(|n| n == &r.name))
-    {
-        let limits = match &o.source {
-            OverrideSource::Limits(l) => Some(l.as_slice()),
-            OverrideSource::Tier(tier) => tiers
-                .get(tier)
-                .and_then(|t| t.get(&r.name))
-                .map(Vec::as_slice),
-        };
-        if let Some(limits) = limits {
-            rule = rule.with_override(&o.key, to_limits(&r.name, limits));
+    for o in overrides {
+        if let Some(limits) = o.limits_for(tiers, &r.name) {
+            rule = rule.with_override(&o.key, limits::to_limits(&r.name, limits, &calendar));
         }
     }
     let cost = r.cost.unwrap_or(1);
@@ -258,58 +186,6 @@ fn bound_rule(
         },
         metrics: RuleMetrics::new(metrics, &r.name),
     })
-}
-
-/// A per-key override, checked once.
-pub(super) struct Override {
-    key: String,
-    /// Only this rule; None means every rule.
-    rule: Option<String>,
-    source: OverrideSource,
-}
-
-enum OverrideSource {
-    Tier(String),
-    Limits(Vec<(u32, Duration)>),
-}
-
-fn overrides(raw: &RawConfig, tiers: &Tiers, errs: &mut Errors) -> Vec<Override> {
-    let mut out = Vec::new();
-    for (j, o) in raw.overrides.iter().enumerate() {
-        let field = format!("overrides[{j}]");
-        if o.key.is_empty() {
-            errs.push(format!("{field}.key"), "must not be empty");
-        }
-        if let Some(rule) = &o.rule {
-            if !raw.rules.iter().any(|r| &r.name == rule) {
-                errs.push(format!("{field}.rule"), format!("no rule named {rule:?}"));
-            }
-        }
-        let source = match (&o.tier, o.limits.is_empty()) {
-            (Some(_), false) => {
-                errs.push(field, "set either tier or limits, not both");
-                continue;
-            }
-            (None, true) => {
-                errs.push(field, "set a tier or limits");
-                continue;
-            }
-            (None, false) => {
-                OverrideSource::Limits(parse_limits(&o.limits, &format!("{field}.limits"), errs))
-            }
-            (Some(tier), true) if !tiers.contains_key(tier) => {
-                errs.push(format!("{field}.tier"), format!("no tier named {tier:?}"));
-                continue;
-            }
-            (Some(tier), true) => OverrideSource::Tier(tier.clone()),
-        };
-        out.push(Override {
-            key: o.key.clone(),
-            rule: o.rule.clone(),
-            source,
-        });
-    }
-    out
 }
 
 fn forwarding(raw: &RawConfig, errs: &mut Errors) -> Forwarding {

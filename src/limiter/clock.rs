@@ -1,30 +1,43 @@
-//! Monotonic milliseconds for the sliding windows.
+//! Monotonic milliseconds on the Unix epoch, for sliding windows and calendar quotas alike.
 //!
 //! Owns the [`Clock`] trait and its two implementations: [`MonotonicClock`] for production and
-//! [`ManualClock`] for tests that drive time explicitly. Must not touch wall-clock time or time
-//! zones: calendar quotas live elsewhere, and a sliding window must never jump when NTP does.
+//! [`ManualClock`] for tests that drive time explicitly. Must not touch time zones or periods
+//! (`calendar.rs`, `quota.rs`).
+//!
+//! The production clock reads the wall clock once, at start, and then advances by the monotonic
+//! clock: a sliding window never jumps when NTP steps the wall clock, and a quota's period
+//! boundary is where the wall clock said it would be at start plus the time elapsed since. Over
+//! a long uptime the two drift apart by the host oscillator's error (typically a few ppm, i.e.
+//! about a second per week); a restart realigns them. Because readings are Unix milliseconds,
+//! an hour window's fixed slots line up with the store's hour rows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A source of monotonic milliseconds. The origin is arbitrary; only differences matter.
+/// A source of monotonic milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
-    /// Milliseconds since this clock's origin; never decreases.
+    /// Unix milliseconds (see the module docs); never decreases.
     fn now_ms(&self) -> u64;
 }
 
-/// The production clock: milliseconds elapsed since the clock was built.
+/// The production clock: the wall clock at start plus the monotonic time elapsed since.
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
     /// Captured once so every reading is a cheap `Instant` subtraction.
     base: Instant,
+    /// Unix milliseconds at `base`.
+    base_unix_ms: u64,
 }
 
 impl MonotonicClock {
-    /// A clock whose origin is now.
+    /// A clock reading the wall clock now.
     pub fn new() -> Self {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             base: Instant::now(),
+            base_unix_ms: u64::try_from(unix.as_millis()).unwrap_or(0),
         }
     }
 }
@@ -37,7 +50,8 @@ impl Default for MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.base_unix_ms.saturating_add(elapsed)
     }
 }
 
@@ -93,5 +107,7 @@ mod tests {
         let clock = MonotonicClock::default();
         let a = clock.now_ms();
         assert!(clock.now_ms() >= a);
+        // On the Unix epoch: after 2020-01-01.
+        assert!(a > 1_577_836_800_000);
     }
 }

@@ -6,6 +6,7 @@
 
 use smallvec::SmallVec;
 
+use super::calendar::PeriodKind;
 use super::key::Key;
 use super::rule::Rule;
 
@@ -25,7 +26,10 @@ pub struct WindowStatus {
     /// Index into the applied limits' windows (which may be an override's).
     pub window: u8,
     pub max: u32,
+    /// The window's length, or the calendar period's.
     pub dur_ms: u64,
+    /// Set for a calendar quota (names the policy `rule-day` and so on).
+    pub calendar: Option<PeriodKind>,
     /// Cost that would still pass now: `floor(max − estimate)`, after this request if allowed.
     pub remaining: u32,
     /// Milliseconds until the current fixed window ends (on the denying window: the retry-after).

@@ -14,6 +14,7 @@
 use smallvec::SmallVec;
 
 use super::decision::{Statuses, WindowStatus};
+use super::quota;
 use super::rule::{Limits, Window};
 use super::window::Slot;
 
@@ -88,33 +89,46 @@ impl Entry {
         }
     }
 
-    /// Whether every slot has rolled past both of its counted windows at `now_ms`: idle for at
-    /// least twice the longest duration, so every estimate is 0 and the entry can go.
+    /// Whether the entry can go without losing anything at `now_ms`: every sliding slot idle for
+    /// at least twice its duration (its estimate is 0), and every quota's period over. A quota
+    /// key is therefore held until its period ends, bounded by `max_keys` like any other.
     pub fn is_idle(&self, now_ms: u64) -> bool {
-        let max_dur_ms = self.slots.iter().map(|s| s.dur_ms).max().unwrap_or(0);
-        now_ms.saturating_sub(self.last_seen_ms) >= max_dur_ms.saturating_mul(2)
+        let idle_for = now_ms.saturating_sub(self.last_seen_ms);
+        self.slots.iter().all(|s| {
+            if quota::is_quota(s) {
+                now_ms >= s.idx
+            } else {
+                idle_for >= s.dur_ms.saturating_mul(2)
+            }
+        })
     }
 
-    /// The slot for `dur_ms`, created if missing, rolled to `now_ms`. `hint` is the window's
+    /// The slot for window `w`, created if missing, rolled to `now_ms`. `hint` is the window's
     /// index in its limits: slots are created in window order, so it is nearly always the slot's
     /// position too, and the search is skipped.
-    fn slot_for(&mut self, hint: usize, dur_ms: u64, now_ms: u64) -> &mut Slot {
+    fn slot_for(&mut self, hint: usize, w: &Window, now_ms: u64) -> &mut Slot {
         let pos = match self.slots.get(hint) {
-            Some(s) if s.dur_ms == dur_ms => hint,
-            _ => self.find_or_push(dur_ms, now_ms),
+            Some(s) if s.dur_ms == w.dur_ms => hint,
+            _ => self.find_or_push(w, now_ms),
         };
         let slot = &mut self.slots[pos];
-        slot.roll(now_ms);
+        match &w.quota {
+            None => slot.roll(now_ms),
+            Some(q) => q.roll(slot, now_ms),
+        }
         slot
     }
 
-    /// Position of the slot for `dur_ms`, pushed if missing.
+    /// Position of the slot for `w`, pushed if missing.
     #[cold]
-    fn find_or_push(&mut self, dur_ms: u64, now_ms: u64) -> usize {
-        match self.slots.iter().position(|s| s.dur_ms == dur_ms) {
+    fn find_or_push(&mut self, w: &Window, now_ms: u64) -> usize {
+        match self.slots.iter().position(|s| s.dur_ms == w.dur_ms) {
             Some(pos) => pos,
             None => {
-                self.slots.push(Slot::new(dur_ms, now_ms));
+                self.slots.push(match &w.quota {
+                    None => Slot::new(w.dur_ms, now_ms),
+                    Some(q) => q.new_slot(now_ms),
+                });
                 self.slots.len() - 1
             }
         }
@@ -134,21 +148,17 @@ impl Entry {
         let mut worst: Option<Denial> = None;
         for (i, w) in limits.windows.iter().enumerate() {
             let window = u8::try_from(i).unwrap_or(u8::MAX);
-            let slot = self.slot_for(i, w.dur_ms, now_ms);
+            let slot = self.slot_for(i, w, now_ms);
+            let status = WindowStatus {
+                window,
+                ..status_of(slot, w, now_ms, check)
+            };
             if let Some(out) = statuses.as_deref_mut() {
-                out.push(WindowStatus {
-                    check,
-                    window,
-                    max: w.max,
-                    dur_ms: w.dur_ms,
-                    remaining: slot.remaining(w.max, now_ms),
-                    reset_ms: slot.reset_ms(now_ms),
-                });
+                out.push(status);
             }
-            if slot.allows(w.max, cost, now_ms) {
+            let Some(retry_after_ms) = refusal(slot, w, cost, now_ms) else {
                 continue;
-            }
-            let retry_after_ms = slot.retry_after_ms(w.max, cost, now_ms).unwrap_or(w.dur_ms);
+            };
             if worst.is_none_or(|d| retry_after_ms > d.retry_after_ms) {
                 worst = Some(Denial {
                     window,
@@ -171,7 +181,7 @@ impl Entry {
         statuses: &mut Statuses,
     ) -> Option<Denial> {
         if let ([w], Some(slot)) = (&*limits.windows, self.slots.first_mut()) {
-            if slot.dur_ms == w.dur_ms {
+            if slot.dur_ms == w.dur_ms && w.quota.is_none() {
                 self.last_seen_ms = self.last_seen_ms.max(now_ms);
                 return decide_window(slot, w, cost, now_ms, statuses);
             }
@@ -179,7 +189,7 @@ impl Entry {
         let denial = self.evaluate(limits, cost, now_ms, 0, Some(statuses));
         if denial.is_none() {
             for (i, w) in limits.windows.iter().enumerate() {
-                self.slot_for(i, w.dur_ms, now_ms).commit(cost);
+                self.slot_for(i, w, now_ms).commit(cost);
             }
             for s in statuses.iter_mut() {
                 s.remaining = s.remaining.saturating_sub(cost);
@@ -192,7 +202,7 @@ impl Entry {
     pub fn commit(&mut self, limits: &Limits, cost: u32, now_ms: u64) -> Marks {
         let mut marks = Marks::new();
         for (i, w) in limits.windows.iter().enumerate() {
-            let slot = self.slot_for(i, w.dur_ms, now_ms);
+            let slot = self.slot_for(i, w, now_ms);
             slot.commit(cost);
             marks.push((slot.dur_ms, slot.idx));
         }
@@ -215,6 +225,43 @@ impl Entry {
     }
 }
 
+/// The status of window `w` from its rolled slot (as window 0: the caller sets the index).
+fn status_of(slot: &Slot, w: &Window, now_ms: u64, check: u16) -> WindowStatus {
+    let (dur_ms, calendar, remaining, reset_ms) = match &w.quota {
+        None => (
+            w.dur_ms,
+            None,
+            slot.remaining(w.max, now_ms),
+            slot.reset_ms(now_ms),
+        ),
+        Some(q) => (
+            u64::from(slot.prev) * 1000,
+            Some(q.kind()),
+            quota::remaining(slot, w.max),
+            quota::reset_ms(slot, now_ms),
+        ),
+    };
+    WindowStatus {
+        check,
+        window: 0,
+        max: w.max,
+        dur_ms,
+        calendar,
+        remaining,
+        reset_ms,
+    }
+}
+
+/// `None` if `cost` fits window `w` now, else the wait until it would.
+fn refusal(slot: &Slot, w: &Window, cost: u32, now_ms: u64) -> Option<u64> {
+    match &w.quota {
+        None if slot.allows(w.max, cost, now_ms) => None,
+        None => Some(slot.retry_after_ms(w.max, cost, now_ms).unwrap_or(w.dur_ms)),
+        Some(_) if quota::allows(slot, w.max, cost) => None,
+        Some(_) => Some(quota::reset_ms(slot, now_ms)),
+    }
+}
+
 /// [`Entry::decide`] for the lone window `w` (index 0) and its slot.
 fn decide_window(
     slot: &mut Slot,
@@ -231,6 +278,7 @@ fn decide_window(
         window: 0,
         max: w.max,
         dur_ms: w.dur_ms,
+        calendar: None,
         remaining: if allows {
             remaining.saturating_sub(cost)
         } else {

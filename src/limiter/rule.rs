@@ -7,15 +7,56 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// One sliding window: at most `max` cost per `dur_ms`.
+use super::quota::{kind_name, Quota};
+
+/// One limit: at most `max` cost per sliding window of `dur_ms`, or per calendar period of
+/// `quota`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    /// Window length; also the key that matches a counter across reloads.
+    /// Window length; also the key that matches a counter across reloads. For a quota, its tag
+    /// (see `quota.rs`), which no window length reaches.
     pub dur_ms: u64,
-    /// Allowed cost per window.
+    /// Allowed cost per window or period.
     pub max: u32,
     /// Name shown in `RateLimit-Policy` headers.
     pub policy: Arc<str>,
+    /// Set for a calendar quota.
+    pub quota: Option<Arc<Quota>>,
+}
+
+impl Window {
+    /// A sliding window.
+    pub fn sliding(dur_ms: u64, max: u32, policy: &str) -> Self {
+        Self {
+            dur_ms,
+            max,
+            policy: policy.into(),
+            quota: None,
+        }
+    }
+
+    /// A calendar quota.
+    pub fn calendar(quota: Arc<Quota>, max: u32, policy: &str) -> Self {
+        Self {
+            dur_ms: quota.tag,
+            max,
+            policy: policy.into(),
+            quota: Some(quota),
+        }
+    }
+
+    /// The allowance as written: "100/m", "50/30s", "10000/day".
+    pub fn describe(&self) -> String {
+        match &self.quota {
+            Some(q) => format!("{}/{}", self.max, kind_name(q.kind())),
+            None => match self.dur_ms {
+                1_000 => format!("{}/s", self.max),
+                60_000 => format!("{}/m", self.max),
+                3_600_000 => format!("{}/h", self.max),
+                ms => format!("{}/{}ms", self.max, ms),
+            },
+        }
+    }
 }
 
 /// The windows a request must all fit in.
@@ -66,15 +107,16 @@ impl Rule {
 }
 
 impl Limits {
+    /// Whether any limit is a calendar quota.
+    pub fn has_quota(&self) -> bool {
+        self.windows.iter().any(|w| w.quota.is_some())
+    }
+
     /// Limits from `(dur_ms, max, policy)` triples: a convenience for tests and the config layer.
     pub fn new<'p>(windows: impl IntoIterator<Item = (u64, u32, &'p str)>) -> Arc<Self> {
         let windows = windows
             .into_iter()
-            .map(|(dur_ms, max, policy)| Window {
-                dur_ms,
-                max,
-                policy: policy.into(),
-            })
+            .map(|(dur_ms, max, policy)| Window::sliding(dur_ms, max, policy))
             .collect();
         Arc::new(Self { windows })
     }

@@ -13,7 +13,9 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::limiter::calendar::PeriodKind;
 use crate::limiter::extract::BadCost;
+use crate::limiter::quota::kind_name;
 use crate::limiter::{Check, WindowStatus};
 
 /// The body of every response: the upstream's stream, or bytes we made.
@@ -77,10 +79,20 @@ fn json(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
 }
 
 /// The policy name of a window: the rule's, suffixed by the window when the rule has several.
-pub fn policy_name(rule: &str, windows: usize, dur_ms: u64, out: &mut String) {
+pub fn policy_name(
+    rule: &str,
+    windows: usize,
+    dur_ms: u64,
+    calendar: Option<PeriodKind>,
+    out: &mut String,
+) {
     out.push_str(rule);
     if windows > 1 {
         out.push('-');
+        if let Some(kind) = calendar {
+            out.push_str(kind_name(kind));
+            return;
+        }
         let _ = match dur_ms {
             ms if ms % 3_600_000 == 0 => write!(out, "{}h", ms / 3_600_000),
             ms if ms % 60_000 == 0 => write!(out, "{}m", ms / 60_000),
@@ -115,10 +127,10 @@ pub fn rate_limit_headers(
         let windows = statuses.iter().filter(|o| o.check == s.check).count();
         // Names go straight into both buffers: no per-window String.
         policy.push('"');
-        policy_name(rule, windows, s.dur_ms, &mut policy);
+        policy_name(rule, windows, s.dur_ms, s.calendar, &mut policy);
         let _ = write!(policy, "\";q={};w={}", s.max, secs_ceil(s.dur_ms).max(1));
         state.push('"');
-        policy_name(rule, windows, s.dur_ms, &mut state);
+        policy_name(rule, windows, s.dur_ms, s.calendar, &mut state);
         let _ = write!(state, "\";r={};t={}", s.remaining, secs_ceil(s.reset_ms));
     }
     insert(headers, RATELIMIT_POLICY, policy);
@@ -267,10 +279,10 @@ mod tests {
     #[test]
     fn policy_names() {
         let mut s = String::new();
-        policy_name("api", 1, 60_000, &mut s);
+        policy_name("api", 1, 60_000, None, &mut s);
         assert_eq!(s, "api");
         s.clear();
-        policy_name("api", 2, 5_400_000, &mut s);
+        policy_name("api", 2, 5_400_000, None, &mut s);
         assert_eq!(s, "api-90m");
     }
 
