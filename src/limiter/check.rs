@@ -21,10 +21,12 @@ use super::rule::{Limits, Rule};
 use super::table::Limiter;
 
 /// A committed check that may have to be undone.
-struct Reservation {
+struct Reservation<'r> {
     hash: u64,
     cost: u32,
     marks: Marks,
+    rule: &'r Rule,
+    limits: &'r Limits,
 }
 
 /// The denial that decides the retry-after: the one that allows last.
@@ -47,9 +49,12 @@ impl Limiter {
     /// The fast path: one enforcing check, decided and counted under one lock in one pass.
     fn check_one(&self, now_ms: u64, c: &Check<'_, '_>) -> Decision {
         let mut statuses = Statuses::new();
-        let (mut entry, _, overflow) = self.lock(c.rule, &c.key, now_ms);
+        let (mut entry, hash, overflow) = self.lock(c.rule, &c.key, now_ms);
         let limits = limits_of(c.rule, &c.key, overflow);
         let denial = entry.decide(limits, c.cost, now_ms, &mut statuses);
+        if let (None, Some(log)) = (denial, &self.usage) {
+            log.record(hash, c.rule, &entry.key, limits, now_ms, c.cost);
+        }
         drop(entry);
         match denial {
             None => Decision::Allow {
@@ -90,6 +95,7 @@ impl Limiter {
                         .remaining
                         .saturating_sub(checks[usize::from(s.check)].cost);
                 }
+                self.record_all(&reserved, now_ms);
                 let shadow_denied = self.run_shadows(checks, now_ms);
                 Decision::Allow {
                     statuses,
@@ -100,13 +106,13 @@ impl Limiter {
     }
 
     /// Evaluates and, if allowed, counts one check under one entry lock.
-    fn reserve(
+    fn reserve<'r>(
         &self,
-        c: &Check<'_, '_>,
+        c: &Check<'r, '_>,
         now_ms: u64,
         check: u16,
         statuses: &mut Statuses,
-        reserved: &mut SmallVec<[Reservation; 2]>,
+        reserved: &mut SmallVec<[Reservation<'r>; 2]>,
     ) -> Option<Denial> {
         let (mut entry, hash, overflow) = self.lock(c.rule, &c.key, now_ms);
         let limits = limits_of(c.rule, &c.key, overflow);
@@ -117,6 +123,8 @@ impl Limiter {
                 hash,
                 cost: c.cost,
                 marks,
+                rule: c.rule,
+                limits,
             });
         }
         denial
@@ -145,8 +153,18 @@ impl Limiter {
         }
     }
 
+    /// Records the usage of an allowed request's reservations in the usage log, if any.
+    fn record_all(&self, reserved: &[Reservation<'_>], now_ms: u64) {
+        let Some(log) = &self.usage else { return };
+        for r in reserved {
+            if let Some(entry) = self.map.get(&r.hash) {
+                log.record(r.hash, r.rule, &entry.key, r.limits, now_ms, r.cost);
+            }
+        }
+    }
+
     /// Undoes every reservation of a denied request.
-    fn roll_back(&self, reserved: SmallVec<[Reservation; 2]>) {
+    fn roll_back(&self, reserved: SmallVec<[Reservation<'_>; 2]>) {
         for r in &reserved {
             if let Some(mut entry) = self.map.get_mut(&r.hash) {
                 entry.rollback(&r.marks, r.cost);
@@ -159,10 +177,15 @@ impl Limiter {
     fn run_shadows(&self, checks: &[Check<'_, '_>], now_ms: u64) -> Option<(u16, u8)> {
         let mut first = None;
         for (check, c) in indexed(checks).filter(|(_, c)| c.rule.shadow) {
-            let (mut entry, _, overflow) = self.lock(c.rule, &c.key, now_ms);
+            let (mut entry, hash, overflow) = self.lock(c.rule, &c.key, now_ms);
             let limits = limits_of(c.rule, &c.key, overflow);
             match entry.evaluate(limits, c.cost, now_ms, check, None) {
-                None => drop(entry.commit(limits, c.cost, now_ms)),
+                None => {
+                    entry.commit(limits, c.cost, now_ms);
+                    if let Some(log) = &self.usage {
+                        log.record(hash, c.rule, &entry.key, limits, now_ms, c.cost);
+                    }
+                }
                 Some(d) => {
                     first = first.or(Some((check, d.window)));
                 }

@@ -134,6 +134,12 @@ impl Entry {
         }
     }
 
+    /// The slot of window `w`, created if missing, rolled to `now_ms`: for stored counts.
+    pub fn slot_of(&mut self, w: &Window, now_ms: u64) -> &mut Slot {
+        let hint = self.slots.len();
+        self.slot_for(hint, w, now_ms)
+    }
+
     /// Tests every window without counting. Pushes one status per window (tagged `check`) when
     /// `statuses` is given, and returns the denying window that allows last, if any.
     pub fn evaluate(

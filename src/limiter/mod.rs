@@ -34,7 +34,9 @@ pub mod jwt;
 mod key;
 pub mod quota;
 mod rule;
+mod seed;
 mod table;
+pub mod usage;
 mod window;
 
 pub use bound::{BoundRule, RuleMetrics};
@@ -44,4 +46,5 @@ pub use key::{Key, KeyPart, ANONYMOUS, OVERFLOW};
 pub use quota::Quota;
 pub use rule::{rule_id, Limits, Rule, Window};
 pub use table::{EntryView, IdentityHasher, Limiter};
+pub use usage::UsageLog;
 pub use window::Slot;

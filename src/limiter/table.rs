@@ -55,6 +55,7 @@ use super::decision::{Check, Decision};
 use super::entry::Entry;
 use super::key::{overflow_hash, DisplayBuf, Key, OVERFLOW};
 use super::rule::Rule;
+use super::usage::UsageLog;
 use super::window::Slot;
 
 /// Passes a precomputed `u64` hash through unchanged.
@@ -100,6 +101,8 @@ pub struct Limiter {
     tracked: AtomicUsize,
     evictions: AtomicU64,
     overflowed: AtomicU64,
+    /// Where allowed usage is recorded for the store; `None` keeps nothing beyond the counters.
+    pub(super) usage: Option<Arc<UsageLog>>,
 }
 
 impl Limiter {
@@ -113,7 +116,19 @@ impl Limiter {
             tracked: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
+            usage: None,
         }
+    }
+
+    /// Records every allowed request's usage in `log`, for the write-behind store.
+    pub fn with_usage_log(mut self, log: Arc<UsageLog>) -> Self {
+        self.usage = Some(log);
+        self
+    }
+
+    /// The usage log, if the limiter records usage.
+    pub fn usage_log(&self) -> Option<&Arc<UsageLog>> {
+        self.usage.as_ref()
     }
 
     /// The limiter clock's reading.
@@ -191,6 +206,11 @@ impl Limiter {
                 slots: e.slots.to_vec(),
             })
             .collect()
+    }
+
+    /// The per-process hash seed.
+    pub(super) fn hasher(&self) -> &SeedableRandomState {
+        &self.hasher
     }
 
     /// The table hash of a client key.

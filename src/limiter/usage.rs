@@ -1,0 +1,234 @@
+//! The write-behind buffer: usage and violations aggregated in memory until the store drains them.
+//!
+//! Owns [`UsageLog`]: one sharded map of usage deltas per `(rule, key, period)` and one of
+//! violation deltas per `(rule, key, minute, shadow)`. The limiter records into it under the
+//! entry's lock, so an entry's count and its pending delta move together (the store's sync
+//! relies on that). Must not touch the store, sqlx or the network: `store::flusher` drains it
+//! with [`UsageLog::drain`] and writes the rows.
+//!
+//! # Bounded by keys, not requests
+//! A delta is one row per key and period (or key and minute, for violations) no matter how many
+//! requests it counts: a flood of denials from one key is one row a minute. `pending_rows` tells
+//! the flusher how many there are, and [`UsageLog::drop_oldest`] enforces its cap.
+//!
+//! # Rows
+//! Every allowed request adds its cost to an `hour` row (the Unix hour it fell in), which gives
+//! exact usage per rule and key for every rule, and to one row per calendar quota of the limits
+//! it passed (`day`, `week` or `month`, at the period's start).
+
+use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use foldhash::fast::FixedState;
+
+use super::entry::KeyText;
+use super::quota::kind_name;
+use super::rule::{Limits, Rule};
+use super::table::IdentityHasher;
+
+/// One hour in ms: usage rows for every rule are kept per Unix hour.
+pub const HOUR_MS: u64 = 3_600_000;
+
+/// Usage of one `(rule, key)` in one period, not yet written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub rule: Arc<str>,
+    pub key: Box<str>,
+    /// "hour", "day", "week" or "month".
+    pub period: &'static str,
+    /// Unix seconds of the period's start.
+    pub period_start: i64,
+    pub count: u64,
+    /// When the first of these requests came (Unix ms): the age of the oldest unflushed delta.
+    pub first_ms: u64,
+}
+
+/// What a denied request looked like: one kept per violation row.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sample {
+    pub method: String,
+    pub path: String,
+    pub client_ip: String,
+    /// The limit that fired, as written ("100/m", "10000/day").
+    pub limit: String,
+}
+
+/// Denials of one `(rule, key)` in one minute, not yet written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViolationDelta {
+    pub rule: Arc<str>,
+    pub key: Box<str>,
+    /// Unix seconds of the minute's start.
+    pub minute: i64,
+    /// A shadow rule's would-be denial.
+    pub shadow: bool,
+    pub count: u64,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub sample: Sample,
+}
+
+/// Everything drained at once.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub usage: Vec<UsageDelta>,
+    pub violations: Vec<ViolationDelta>,
+}
+
+type Map<V> = DashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+
+/// The pending deltas.
+#[derive(Debug, Default)]
+pub struct UsageLog {
+    usage: Map<UsageDelta>,
+    violations: Map<ViolationDelta>,
+}
+
+impl UsageLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts `cost` allowed for the entry `hash` (key display `key`) under `limits` at `now_ms`.
+    pub fn record(
+        &self,
+        hash: u64,
+        rule: &Rule,
+        key: &KeyText,
+        limits: &Limits,
+        now_ms: u64,
+        cost: u32,
+    ) {
+        let hour = now_ms / HOUR_MS * HOUR_MS;
+        self.add(hash, rule, key, "hour", hour, now_ms, cost);
+        for w in limits.windows.iter() {
+            if let Some(q) = &w.quota {
+                let start = q.period(now_ms).start_ms;
+                self.add(hash, rule, key, kind_name(q.kind()), start, now_ms, cost);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &self,
+        hash: u64,
+        rule: &Rule,
+        key: &KeyText,
+        period: &'static str,
+        start_ms: u64,
+        now_ms: u64,
+        cost: u32,
+    ) {
+        let id = usage_id(hash, period, start_ms);
+        self.usage
+            .entry(id)
+            .or_insert_with(|| UsageDelta {
+                rule: rule.name.clone(),
+                key: key.as_str().into(),
+                period,
+                period_start: i64::try_from(start_ms / 1000).unwrap_or(i64::MAX),
+                count: 0,
+                first_ms: now_ms,
+            })
+            .count += u64::from(cost);
+    }
+
+    /// The pending usage of entry `hash` in one period: what the store does not have yet.
+    pub fn pending(&self, hash: u64, period: &str, start_ms: u64) -> u64 {
+        self.usage
+            .get(&usage_id(hash, period, start_ms))
+            .map_or(0, |d| d.count)
+    }
+
+    /// Counts one denial of `(rule, key)` at `now_ms`; the first of its minute keeps `sample`.
+    pub fn violation(
+        &self,
+        rule: &Arc<str>,
+        key: &str,
+        now_ms: u64,
+        shadow: bool,
+        sample: impl FnOnce() -> Sample,
+    ) {
+        let minute = now_ms / 60_000 * 60;
+        let id = FixedState::with_seed(minute).hash_one((&**rule, key, shadow));
+        let mut delta = self.violations.entry(id).or_insert_with(|| ViolationDelta {
+            rule: rule.clone(),
+            key: key.into(),
+            minute: i64::try_from(minute).unwrap_or(i64::MAX),
+            shadow,
+            count: 0,
+            first_ms: now_ms,
+            last_ms: now_ms,
+            sample: sample(),
+        });
+        delta.count += 1;
+        delta.last_ms = delta.last_ms.max(now_ms);
+    }
+
+    /// Rows waiting to be written.
+    pub fn pending_rows(&self) -> usize {
+        self.usage.len() + self.violations.len()
+    }
+
+    /// The first request of the oldest pending delta (Unix ms), if any.
+    pub fn oldest_ms(&self) -> Option<u64> {
+        let usage = self.usage.iter().map(|d| d.first_ms);
+        let violations = self.violations.iter().map(|d| d.first_ms);
+        usage.chain(violations).min()
+    }
+
+    /// Takes every pending delta. Each shard is emptied under its lock, so a request counted
+    /// concurrently lands either in this drain or in the next, never in neither.
+    pub fn drain(&self) -> Drained {
+        let mut out = Drained::default();
+        self.usage.retain(|_, d| {
+            out.usage.push(d.clone());
+            false
+        });
+        self.violations.retain(|_, d| {
+            out.violations.push(d.clone());
+            false
+        });
+        out
+    }
+
+    /// Drops the pending deltas older than the newest `keep` (by first request); returns the
+    /// rows and the cost they counted.
+    pub fn drop_oldest(&self, keep: usize) -> (usize, u64) {
+        let rows = self.pending_rows();
+        if rows <= keep {
+            return (0, 0);
+        }
+        let mut ages: Vec<u64> = self.usage.iter().map(|d| d.first_ms).collect();
+        ages.extend(self.violations.iter().map(|d| d.first_ms));
+        ages.sort_unstable();
+        let cutoff = ages[rows - keep - 1];
+        let (mut dropped, mut cost) = (0, 0);
+        self.usage.retain(|_, d| {
+            let keep = d.first_ms > cutoff;
+            if !keep {
+                dropped += 1;
+                cost += d.count;
+            }
+            keep
+        });
+        self.violations.retain(|_, d| {
+            let keep = d.first_ms > cutoff;
+            dropped += usize::from(!keep);
+            keep
+        });
+        (dropped, cost)
+    }
+}
+
+/// The map key of a usage delta: the entry's hash mixed with the period.
+fn usage_id(hash: u64, period: &str, start_ms: u64) -> u64 {
+    FixedState::with_seed(hash).hash_one((period, start_ms))
+}
+
+#[cfg(test)]
+#[path = "usage_tests.rs"]
+mod tests;

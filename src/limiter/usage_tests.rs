@@ -1,0 +1,161 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::limiter::calendar::{Calendar, PeriodKind};
+use crate::limiter::{Check, Key, KeyPart, Limiter};
+use crate::limiter::{ManualClock, Quota, Window};
+
+const DAY_MS: u64 = 86_400_000;
+
+fn quota_rule() -> Rule {
+    let q = Arc::new(Quota::new(
+        Calendar::new(PeriodKind::Day, "UTC", None).unwrap(),
+        "UTC",
+    ));
+    let limits = Limits {
+        windows: vec![
+            Window::sliding(HOUR_MS, 100, "q-1h"),
+            Window::calendar(q, 3, "q-day"),
+        ]
+        .into(),
+    };
+    Rule::new("q", Arc::new(limits), false)
+}
+
+fn limiter(now_ms: u64) -> (Arc<ManualClock>, Limiter, Arc<UsageLog>) {
+    let clock = Arc::new(ManualClock::new(now_ms));
+    let log = Arc::new(UsageLog::new());
+    let limiter = Limiter::new(clock.clone(), 100).with_usage_log(log.clone());
+    (clock, limiter, log)
+}
+
+fn check<'r>(rule: &'r Rule, key: &'static str) -> Check<'r, 'static> {
+    Check {
+        rule,
+        key: Key::single(KeyPart::Str(key)),
+        cost: 1,
+    }
+}
+
+#[test]
+fn allowed_requests_land_in_hour_and_quota_rows_and_denials_nowhere() {
+    let rule = quota_rule();
+    let now = 20_000 * DAY_MS + 5 * HOUR_MS + 7;
+    let (_, limiter, log) = limiter(now);
+    for _ in 0..5 {
+        limiter.check(&[check(&rule, "alice")]);
+    }
+    let mut drained = log.drain();
+    drained.usage.sort_by_key(|d| d.period);
+    let rows: Vec<_> = drained
+        .usage
+        .iter()
+        .map(|d| (&*d.key, d.period, d.period_start, d.count))
+        .collect();
+    let day = i64::try_from(20_000 * DAY_MS / 1000).unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("alice", "day", day, 3),
+            ("alice", "hour", day + 5 * 3600, 3)
+        ]
+    );
+    assert_eq!(log.pending_rows(), 0, "drained");
+}
+
+#[test]
+fn pending_follows_the_entry_until_drained() {
+    let rule = quota_rule();
+    let now = 20_000 * DAY_MS;
+    let (_, limiter, log) = limiter(now);
+    limiter.check(&[check(&rule, "k")]);
+    limiter.check(&[check(&rule, "k")]);
+    let hash = limiter.hash_key(rule.id, &Key::single(KeyPart::Str("k")));
+    assert_eq!(log.pending(hash, "day", now), 2);
+    log.drain();
+    assert_eq!(log.pending(hash, "day", now), 0);
+}
+
+#[test]
+fn seeding_and_syncing_set_the_quota_count() {
+    let rule = quota_rule();
+    let now = 20_000 * DAY_MS + 10;
+    let (_, limiter, log) = limiter(now);
+    let day = i64::try_from(20_000 * DAY_MS / 1000).unwrap();
+    assert!(limiter.seed(&rule, "k", "day", day, 2));
+    assert!(
+        !limiter.seed(&rule, "k", "day", day - 86_400, 1),
+        "a past period is history"
+    );
+    assert!(limiter.check(&[check(&rule, "k")]).is_allowed());
+    assert!(
+        !limiter.check(&[check(&rule, "k")]).is_allowed(),
+        "2 seeded + 1 = 3"
+    );
+    // Another instance used more: the store says 3 in all, and 1 is still pending here.
+    assert!(limiter.sync_quota(&rule, "k", "day", day, 1));
+    assert!(
+        limiter.check(&[check(&rule, "k")]).is_allowed(),
+        "1 + 1 pending = 2 < 3"
+    );
+    assert_eq!(log.pending_rows(), 2);
+}
+
+#[test]
+fn hour_rows_seed_a_one_hour_window() {
+    let rule = quota_rule();
+    let now = 20_000 * DAY_MS + 5 * HOUR_MS + 30 * 60_000;
+    let (_, limiter, _) = limiter(now);
+    let this_hour = i64::try_from((now / HOUR_MS) * 3600).unwrap();
+    assert!(limiter.seed(&rule, "k", "hour", this_hour, 60));
+    assert!(limiter.seed(&rule, "k", "hour", this_hour - 3600, 80));
+    let view = &limiter.snapshot(10)[0];
+    let slot = view.slots.iter().find(|s| s.dur_ms == HOUR_MS).unwrap();
+    assert_eq!((slot.prev, slot.curr), (80, 60));
+}
+
+#[test]
+fn violations_coalesce_per_key_and_minute() {
+    let log = UsageLog::new();
+    let rule: Arc<str> = "r".into();
+    let sample = || Sample {
+        method: "GET".into(),
+        path: "/a".into(),
+        client_ip: "10.0.0.1".into(),
+        limit: "1/s".into(),
+    };
+    for t in [60_000, 60_500, 119_999] {
+        log.violation(&rule, "k", t, false, sample);
+    }
+    log.violation(&rule, "k", 120_000, false, sample);
+    log.violation(&rule, "k", 60_001, true, sample);
+    let mut v = log.drain().violations;
+    v.sort_by_key(|d| (d.minute, d.shadow));
+    let rows: Vec<_> = v
+        .iter()
+        .map(|d| (d.minute, d.shadow, d.count, d.first_ms, d.last_ms))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (60, false, 3, 60_000, 119_999),
+            (60, true, 1, 60_001, 60_001),
+            (120, false, 1, 120_000, 120_000)
+        ]
+    );
+}
+
+#[test]
+fn the_cap_drops_the_oldest_rows() {
+    let rule = quota_rule();
+    let (clock, limiter, log) = limiter(20_000 * DAY_MS);
+    for key in ["a", "b", "c"] {
+        limiter.check(&[check(&rule, key)]);
+        clock.advance(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(log.pending_rows(), 6);
+    let (rows, cost) = log.drop_oldest(2);
+    assert_eq!((rows, cost), (4, 4));
+    let left: Vec<_> = log.drain().usage.into_iter().map(|d| d.key).collect();
+    assert!(left.iter().all(|k| &**k == "c"), "{left:?}");
+}
