@@ -44,6 +44,9 @@ struct Cli {
     /// Tokio worker threads (0 = one per core); overrides server.workers.
     #[arg(long, env = "TOLLGATE_WORKERS")]
     workers: Option<usize>,
+    /// Postgres URL for the usage store when the config file names none.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Log filter such as info or tollgate=debug; overrides log.level (RUST_LOG also works).
     #[arg(long, env = "TOLLGATE_LOG")]
     log: Option<String>,
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         admin_token: cli.admin_token.clone(),
         log: cli.log.clone(),
         workers: cli.workers,
+        database_url: cli.database_url.clone(),
     };
     if let Some(Command::CheckConfig { path }) = &cli.command {
         // The environment's overrides apply, so a file relying on TOLLGATE_ADMIN_TOKEN checks as it runs.

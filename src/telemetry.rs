@@ -25,6 +25,15 @@ pub const CONNECTIONS: &str = "tollgate_connections_total";
 pub const CONNECTION_PANICS: &str = "tollgate_connection_panics_total";
 pub const RELOADS: &str = "tollgate_config_reloads_total";
 pub const READY: &str = "tollgate_ready";
+pub const STORE_FLUSHES: &str = "tollgate_store_flushes_total";
+pub const STORE_FLUSH_DURATION: &str = "tollgate_store_flush_duration_seconds";
+pub const STORE_ROWS: &str = "tollgate_store_rows_written_total";
+pub const STORE_PENDING: &str = "tollgate_store_pending_rows";
+pub const STORE_OLDEST: &str = "tollgate_store_oldest_pending_seconds";
+pub const STORE_DROPPED_ROWS: &str = "tollgate_store_dropped_rows_total";
+pub const STORE_DROPPED_COST: &str = "tollgate_store_dropped_usage_total";
+pub const STORE_SYNCS: &str = "tollgate_store_syncs_total";
+pub const STORE_UP: &str = "tollgate_store_up";
 
 /// Latency buckets in seconds: 50 µs to 30 s, so both a loopback hop and a slow upstream land
 /// in a real bucket rather than in a summary.
@@ -77,6 +86,11 @@ impl Metrics {
             (CONNECTIONS, "Client connections accepted."),
             (CONNECTION_PANICS, "Panics caught inside a connection task; the process stays up."),
             (RELOADS, "Config reloads by result (success, failure)."),
+            (STORE_FLUSHES, "Usage store flushes by result (ok, replayed = a batch already applied, error)."),
+            (STORE_ROWS, "Rows upserted into the usage store, by table (usage, violations)."),
+            (STORE_DROPPED_ROWS, "Pending rows dropped because max_pending was reached while the store was failing."),
+            (STORE_DROPPED_COST, "Allowed usage (cost) lost with dropped rows."),
+            (STORE_SYNCS, "Quota syncs from the store by result (ok, error)."),
         ];
         for (name, help) in counters {
             r.describe_counter((*name).into(), None, (*help).into());
@@ -87,6 +101,18 @@ impl Metrics {
             (
                 READY,
                 "1 once config is loaded and listeners are bound; 0 while draining.",
+            ),
+            (
+                STORE_PENDING,
+                "Usage and violation rows waiting to be written.",
+            ),
+            (
+                STORE_OLDEST,
+                "Age of the oldest unwritten usage or violation, in seconds.",
+            ),
+            (
+                STORE_UP,
+                "1 when the last store operation succeeded, 0 while it fails.",
             ),
         ];
         for (name, help) in gauges {
@@ -101,6 +127,11 @@ impl Metrics {
             UPSTREAM_DURATION.into(),
             Some(Unit::Seconds),
             "Time the upstream took to answer with a head, by route.".into(),
+        );
+        r.describe_histogram(
+            STORE_FLUSH_DURATION.into(),
+            Some(Unit::Seconds),
+            "Time one flush of the usage store took, failures included.".into(),
         );
         metrics::with_local_recorder(r, || self.process.describe());
     }

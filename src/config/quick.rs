@@ -47,6 +47,8 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     pub log: Option<String>,
     pub workers: Option<usize>,
+    /// DATABASE_URL (or --database-url): the Postgres store when the file names none.
+    pub database_url: Option<String>,
 }
 
 impl Overrides {
@@ -65,6 +67,9 @@ impl Overrides {
         }
         if let Some(v) = self.workers {
             raw.server.workers = Some(v);
+        }
+        if raw.database.url.is_none() {
+            raw.database.url = self.database_url.clone().filter(|u| !u.is_empty());
         }
     }
 }

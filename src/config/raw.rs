@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub database: RawDatabase,
     /// Key material for `jwt:CLAIM` keys; absent means no rule may use a JWT key.
     pub jwt: Option<RawJwt>,
     #[serde(default)]
@@ -125,6 +127,28 @@ pub struct RawLimits {
     pub deny_content_type: Option<String>,
     /// IANA time zone of calendar quotas for rules that set none. Default "UTC".
     pub timezone: Option<String>,
+}
+
+/// The usage store (write-behind). Startup-only.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// Default true. false keeps usage in memory only: quotas reset on restart.
+    pub enabled: Option<bool>,
+    /// postgres://user@host:port/db. Absent: DATABASE_URL, else the SQLite file.
+    pub url: Option<String>,
+    /// The embedded store when no Postgres is configured. Default "tollgate.db" (relative to the
+    /// working directory).
+    pub sqlite_path: Option<String>,
+    /// How often pending usage is written. Default "1s".
+    pub flush_interval: Option<String>,
+    /// How often quota totals are read back (several instances on one Postgres). Default "2s".
+    pub sync_interval: Option<String>,
+    /// Pending rows kept while the database is unreachable; past it the oldest are dropped.
+    /// Default 1000000.
+    pub max_pending: Option<usize>,
+    /// Apply pending migrations at startup. Default true.
+    pub migrate_on_start: Option<bool>,
 }
 
 /// Logging.

@@ -14,7 +14,8 @@ use super::respond::{rate_limit_headers, ProxyBody, ProxyError};
 use super::route::Route;
 use crate::config::RuntimeConfig;
 use crate::limiter::extract::{OnMissing, RequestView};
-use crate::limiter::{Check, Decision, Key, Limiter, ANONYMOUS};
+use crate::limiter::usage::Sample;
+use crate::limiter::{Check, Decision, Key, Limiter, UsageLog, ANONYMOUS};
 
 /// The outcome of the limit step.
 pub enum Gate {
@@ -81,6 +82,17 @@ pub fn gate(
     }
     let decision = limiter.check(&checks);
     count(route, &checks, &decision);
+    if let Some(log) = limiter.usage_log() {
+        let denied = match &decision {
+            Decision::Deny { check, window, .. } => Some((*check, *window, false)),
+            Decision::Allow { shadow_denied, .. } => shadow_denied.map(|(c, w)| (c, w, true)),
+        };
+        if let Some((check, window, shadow)) = denied {
+            let c = &checks[usize::from(check)];
+            let now_ms = limiter.now_ms();
+            record_violation(log, c, window, shadow, parts, client_ip, now_ms);
+        }
+    }
     match decision {
         Decision::Allow {
             statuses,
@@ -105,6 +117,36 @@ pub fn gate(
             label: DecisionLabel::Deny,
         },
     }
+}
+
+/// Counts a denial (or a shadow rule's would-be denial) in the usage log, with a sample of the
+/// request for the first of its minute.
+fn record_violation(
+    log: &UsageLog,
+    c: &Check,
+    window: u8,
+    shadow: bool,
+    parts: &Parts,
+    client_ip: IpAddr,
+    now_ms: u64,
+) {
+    let key = c.key.to_display();
+    log.violation(&c.rule.name, &key, now_ms, shadow, || {
+        let limit = c
+            .rule
+            .limits_for(&key)
+            .windows
+            .get(usize::from(window))
+            .map(|w| w.describe())
+            .unwrap_or_default();
+        let path = parts.uri.path();
+        Sample {
+            method: parts.method.as_str().to_owned(),
+            path: path.chars().take(256).collect(),
+            client_ip: client_ip.to_string(),
+            limit,
+        }
+    });
 }
 
 fn stop(e: ProxyError) -> Gate {

@@ -186,9 +186,8 @@ pub struct TestTollgate {
     pub done: tokio::task::JoinHandle<()>,
 }
 
-/// Prefix for inline configs: both listeners on port 0.
-pub const LISTEN_ANY: &str =
-    "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+/// Prefix for inline configs: both listeners on port 0, usage kept in memory only.
+pub const LISTEN_ANY: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nenabled = false\n";
 
 impl TestTollgate {
     /// Start from inline TOML (which must not set [server]/[admin]; `LISTEN_ANY` is prepended).
@@ -335,9 +334,15 @@ impl Binary {
 
     /// As `start`, with extra environment variables.
     pub fn start_env(config: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        // A relative sqlite_path lands beside the config, not in the source tree.
+        if let Some(dir) = config.parent().filter(|d| d.is_absolute()) {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
             .arg("--config")
             .arg(config)
+            .env_remove("DATABASE_URL")
             .args(["--log-format", "json"])
             .args(extra_args)
             .envs(env.iter().copied())
@@ -426,7 +431,7 @@ pub fn config_file(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 /// Like `TestTollgate::start`, with extra `[server]` keys (e.g. `header_timeout = "300ms"`).
 pub async fn start_with_server(server_keys: &str, toml: &str) -> TestTollgate {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}\n[admin]\nlisten = \"127.0.0.1:0\"\n{toml}"
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}\n[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nenabled = false\n{toml}"
     );
     TestTollgate::from_text(&text, None).await
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use super::super::parse;
 use super::super::raw::RawConfig;
-use super::super::settings::{AdminSettings, LogSettings, Settings, TlsFiles, UpstreamSettings};
+use super::super::settings::{
+    AdminSettings, DatabaseSettings, DatabaseTarget, LogSettings, Settings, TlsFiles,
+    UpstreamSettings,
+};
 use super::{addr, Errors};
 use crate::telemetry::LogFormat;
 
@@ -74,6 +77,7 @@ pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
             10,
         ),
         log: log(raw, errs),
+        database: database(raw, errs),
     };
     Some(settings)
 }
@@ -121,5 +125,35 @@ fn log(raw: &RawConfig, errs: &mut Errors) -> LogSettings {
     LogSettings {
         format,
         level: raw.log.level.clone(),
+    }
+}
+
+fn database(raw: &RawConfig, errs: &mut Errors) -> DatabaseSettings {
+    let d = &raw.database;
+    let target = match (&d.url, d.enabled.unwrap_or(true)) {
+        (_, false) => None,
+        (Some(url), true) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(DatabaseTarget::Postgres(url.clone()))
+        }
+        (Some(url), true) => {
+            errs.push(
+                "database.url",
+                format!(
+                    "{} is not a postgres:// URL; for SQLite set database.sqlite_path instead",
+                    super::super::settings::redact_url(url)
+                ),
+            );
+            None
+        }
+        (None, true) => Some(DatabaseTarget::Sqlite(PathBuf::from(
+            d.sqlite_path.as_deref().unwrap_or("tollgate.db"),
+        ))),
+    };
+    DatabaseSettings {
+        target,
+        flush_interval: dur(errs, "database.flush_interval", &d.flush_interval, 1),
+        sync_interval: dur(errs, "database.sync_interval", &d.sync_interval, 2),
+        max_pending: positive(errs, "database.max_pending", d.max_pending, 1_000_000, 1),
+        migrate_on_start: d.migrate_on_start.unwrap_or(true),
     }
 }
