@@ -51,7 +51,7 @@ pub(crate) fn states(migrator: &Migrator, applied: &[i64]) -> Vec<MigrationState
 }
 
 /// Connects to `target` and reports its migrations, one line each; for `tollgate migrate --status`.
-/// Creates nothing, not even the migrations table.
+/// Applies nothing and creates no table (opening a SQLite target does create an empty file).
 pub async fn status_report(target: &StoreTarget) -> Result<String, StoreError> {
     let store = connect(target).await?;
     let states = store.migration_status().await?;
