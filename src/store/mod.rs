@@ -43,7 +43,7 @@ use std::future::Future;
 pub use any::AnyStore;
 pub use batch::{Batch, FlushOutcome, UsageDelta, ViolationDelta};
 pub use error::StoreError;
-pub use migrations::{format_status, MigrationState};
+pub use migrations::{format_status, status_report, MigrationState};
 pub use postgres::PgStore;
 pub use rows::{OverrideRow, TierRow, UsageKey, UsageRow, ViolationFilter, ViolationRow};
 pub use sqlite::SqliteStore;
