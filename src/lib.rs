@@ -15,6 +15,7 @@
 //! - [`limiter`]: key extraction, the window algorithm as pure functions of (state, now), the table.
 //! - [`config`]: the file, its validation into typed values, live reload.
 //! - [`admin`]: probes and metrics on their own port.
+//! - [`store`]: usage, violations, overrides and tiers in Postgres or SQLite (not wired yet).
 //! - [`app`]: binds every listener, wires the planes, runs until shutdown and drains.
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod limiter;
 pub mod proxy;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 
 pub use app::{App, AppError, AppOptions};

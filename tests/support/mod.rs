@@ -2,6 +2,8 @@
 //! HTTP clients. Nothing is mocked; every test talks over loopback sockets.
 #![allow(dead_code)]
 
+pub mod db;
+
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,284 @@
+//! [`PgStore`]: the store in PostgreSQL, shared by every instance.
+//!
+//! Owns the pool (small, fails fast) and the Postgres dialect of every statement. Must not decide
+//! about retries; it reports errors and [`StoreError::is_transient`] tells the caller. A flush
+//! sends each table's rows as parallel arrays through `UNNEST`: one statement per table whatever
+//! the batch size, and no bind-parameter limit to hit.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+
+mod upsert;
+
+use super::migrations::{self, TABLE};
+use super::rows::{decode_limits, encode_limits};
+use super::target::target_error;
+use super::{
+    unix_ms, Batch, FlushOutcome, MigrationState, OverrideRow, Store, StoreError, TierRow,
+    UsageKey, UsageRow, ViolationFilter, ViolationRow,
+};
+
+/// At most this many connections: the store sees one batcher and the admin plane, not traffic.
+const MAX_CONNECTIONS: u32 = 4;
+/// How long a call waits for a connection before failing, so an outage fails fast.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Server-side cap on one statement, so a stuck query frees its connection.
+const STATEMENT_TIMEOUT: &str = "10s";
+/// How long flushed batch ids are remembered for replay detection, in milliseconds.
+const BATCH_ID_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// The store in PostgreSQL. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// A store whose pool connects on first use: no I/O here, so a down database does not stop
+    /// startup. The URL's password never appears in the error.
+    pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| target_error(url, e))?
+            .application_name("tollgate")
+            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        migrations::postgres().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migration_status(&self) -> Result<Vec<MigrationState>, StoreError> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(TABLE)
+            .fetch_one(&self.pool)
+            .await?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrations::states(&migrations::postgres(), &applied))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn flush(&self, batch: &Batch) -> Result<FlushOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(FlushOutcome::Applied);
+        }
+        let now_ms = unix_ms();
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO flush_batches (batch_id, flushed_at_ms) VALUES ($1, $2)
+             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+        )
+        .bind(&batch.id)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            tx.rollback().await?;
+            return Ok(FlushOutcome::AlreadyApplied);
+        }
+        let (usage, violations) = batch.coalesced();
+        if !usage.is_empty() {
+            upsert::usage(&mut tx, &usage, now_ms).await?;
+        }
+        if !violations.is_empty() {
+            upsert::violations(&mut tx, &violations).await?;
+        }
+        sqlx::query("DELETE FROM flush_batches WHERE flushed_at_ms < $1")
+            .bind(now_ms - BATCH_ID_TTL_MS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(FlushOutcome::Applied)
+    }
+
+    async fn usage_for_period(
+        &self,
+        period: &str,
+        period_start: i64,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule, key, period, period_start, count FROM usage
+             WHERE period = $1 AND period_start = $2",
+        )
+        .bind(period)
+        .bind(period_start)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(usage_row).collect()
+    }
+
+    async fn usage_totals(&self, keys: &[UsageKey]) -> Result<Vec<UsageRow>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT u.rule, u.key, u.period, u.period_start, u.count
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])
+                  AS k(rule, key, period, period_start)
+             JOIN usage u USING (rule, key, period, period_start)",
+        )
+        .bind(keys.iter().map(|k| k.rule.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.key.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.period.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.period_start).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(usage_row).collect()
+    }
+
+    async fn violations(&self, filter: &ViolationFilter) -> Result<Vec<ViolationRow>, StoreError> {
+        let (limit, offset) = filter.page();
+        let rows = sqlx::query(
+            "SELECT rule, key, minute, shadow, count, first_seen_ms, last_seen_ms,
+                    method, path, client_ip, limit_desc
+             FROM violations
+             WHERE ($1::text IS NULL OR rule = $1) AND ($2::text IS NULL OR key = $2)
+               AND minute >= $3 AND minute < $4 AND ($5::boolean IS NULL OR shadow = $5)
+             ORDER BY minute DESC, last_seen_ms DESC, rule, key, shadow
+             LIMIT $6 OFFSET $7",
+        )
+        .bind(filter.rule.as_deref())
+        .bind(filter.key.as_deref())
+        .bind(filter.min_minute())
+        .bind(filter.end_minute())
+        .bind(filter.shadow)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(violation_row).collect()
+    }
+
+    async fn list_overrides(&self) -> Result<Vec<OverrideRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule, key, limits, tier, updated_at_ms FROM overrides ORDER BY rule, key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(override_row).collect()
+    }
+
+    async fn upsert_override(&self, row: &OverrideRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO overrides (rule, key, limits, tier, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (rule, key) DO UPDATE SET limits = excluded.limits,
+                 tier = excluded.tier, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&row.rule)
+        .bind(&row.key)
+        .bind(encode_limits(&row.limits))
+        .bind(row.tier.as_deref())
+        .bind(row.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_override(&self, rule: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM overrides WHERE rule = $1 AND key = $2")
+            .bind(rule)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tiers(&self) -> Result<Vec<TierRow>, StoreError> {
+        let rows = sqlx::query("SELECT name, limits, updated_at_ms FROM tiers ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tier_row).collect()
+    }
+
+    async fn upsert_tier(&self, row: &TierRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tiers (name, limits, updated_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET limits = excluded.limits,
+                 updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&row.name)
+        .bind(encode_limits(&row.limits))
+        .bind(row.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_tier(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tiers WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn usage_row(row: &PgRow) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        rule: row.try_get("rule")?,
+        key: row.try_get("key")?,
+        period: row.try_get("period")?,
+        period_start: row.try_get("period_start")?,
+        count: row.try_get("count")?,
+    })
+}
+
+fn violation_row(row: &PgRow) -> Result<ViolationRow, StoreError> {
+    Ok(ViolationRow {
+        rule: row.try_get("rule")?,
+        key: row.try_get("key")?,
+        minute: row.try_get("minute")?,
+        shadow: row.try_get("shadow")?,
+        count: row.try_get("count")?,
+        first_seen_ms: row.try_get("first_seen_ms")?,
+        last_seen_ms: row.try_get("last_seen_ms")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        client_ip: row.try_get("client_ip")?,
+        limit: row.try_get("limit_desc")?,
+    })
+}
+
+fn override_row(row: &PgRow) -> Result<OverrideRow, StoreError> {
+    Ok(OverrideRow {
+        rule: row.try_get("rule")?,
+        key: row.try_get("key")?,
+        limits: decode_limits(row.try_get("limits")?)?,
+        tier: row.try_get("tier")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn tier_row(row: &PgRow) -> Result<TierRow, StoreError> {
+    Ok(TierRow {
+        name: row.try_get("name")?,
+        limits: decode_limits(row.try_get("limits")?)?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}

@@ -1,0 +1,299 @@
+//! [`SqliteStore`]: the store in a local SQLite file, for a single instance.
+//!
+//! Owns the file's pool (WAL, `synchronous = NORMAL`, a busy timeout) and the SQLite dialect of
+//! every statement. Must not decide about retries. A flush sends each table's rows as one JSON
+//! array read back with `json_each`: one statement per table whatever the batch size, so
+//! SQLite's bound-variable limit (32766) never caps a batch.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+mod upsert;
+
+use super::migrations::{self, TABLE};
+use super::rows::{decode_limits, encode_limits};
+use super::{
+    unix_ms, Batch, FlushOutcome, MigrationState, OverrideRow, Store, StoreError, TierRow,
+    UsageKey, UsageRow, ViolationFilter, ViolationRow,
+};
+
+/// WAL lets readers (the admin plane) run beside the one writer (the batcher).
+const MAX_CONNECTIONS: u32 = 4;
+/// How long a writer waits for another writer's lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longer than the busy timeout: waiting for a pooled connection includes waiting for the lock.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long flushed batch ids are remembered for replay detection, in milliseconds.
+const BATCH_ID_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// The store in a SQLite file. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the file at `path`; fails now if it cannot be opened.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        migrations::sqlite().run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migration_status(&self) -> Result<Vec<MigrationState>, StoreError> {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        )
+        .bind(TABLE)
+        .fetch_one(&self.pool)
+        .await?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrations::states(&migrations::sqlite(), &applied))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn flush(&self, batch: &Batch) -> Result<FlushOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(FlushOutcome::Applied);
+        }
+        let now_ms = unix_ms();
+        // IMMEDIATE takes the write lock up front, so a second writer waits out the busy
+        // timeout instead of failing when it upgrades a read snapshot.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed = sqlx::query(
+            "INSERT INTO flush_batches (batch_id, flushed_at_ms) VALUES (?1, ?2)
+             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+        )
+        .bind(&batch.id)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            tx.rollback().await?;
+            return Ok(FlushOutcome::AlreadyApplied);
+        }
+        let (usage, violations) = batch.coalesced();
+        if !usage.is_empty() {
+            upsert::usage(&mut tx, &usage, now_ms).await?;
+        }
+        if !violations.is_empty() {
+            upsert::violations(&mut tx, &violations).await?;
+        }
+        sqlx::query("DELETE FROM flush_batches WHERE flushed_at_ms < ?1")
+            .bind(now_ms - BATCH_ID_TTL_MS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(FlushOutcome::Applied)
+    }
+
+    async fn usage_for_period(
+        &self,
+        period: &str,
+        period_start: i64,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule, key, period, period_start, count FROM usage
+             WHERE period = ?1 AND period_start = ?2",
+        )
+        .bind(period)
+        .bind(period_start)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(usage_row).collect()
+    }
+
+    async fn usage_totals(&self, keys: &[UsageKey]) -> Result<Vec<UsageRow>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<(&str, &str, &str, i64)> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.rule.as_str(),
+                    k.key.as_str(),
+                    k.period.as_str(),
+                    k.period_start,
+                )
+            })
+            .collect();
+        let rows = sqlx::query(
+            "SELECT u.rule, u.key, u.period, u.period_start, u.count
+             FROM json_each(?1) AS k
+             JOIN usage u ON u.rule = k.value ->> 0 AND u.key = k.value ->> 1
+                         AND u.period = k.value ->> 2 AND u.period_start = k.value ->> 3",
+        )
+        .bind(upsert::json(&wanted))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(usage_row).collect()
+    }
+
+    async fn violations(&self, filter: &ViolationFilter) -> Result<Vec<ViolationRow>, StoreError> {
+        let (limit, offset) = filter.page();
+        let rows = sqlx::query(
+            "SELECT rule, key, minute, shadow, count, first_seen_ms, last_seen_ms,
+                    method, path, client_ip, limit_desc
+             FROM violations
+             WHERE (?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR key = ?2)
+               AND minute >= ?3 AND minute < ?4 AND (?5 IS NULL OR shadow = ?5)
+             ORDER BY minute DESC, last_seen_ms DESC, rule, key, shadow
+             LIMIT ?6 OFFSET ?7",
+        )
+        .bind(filter.rule.as_deref())
+        .bind(filter.key.as_deref())
+        .bind(filter.min_minute())
+        .bind(filter.end_minute())
+        .bind(filter.shadow)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(violation_row).collect()
+    }
+    async fn list_overrides(&self) -> Result<Vec<OverrideRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule, key, limits, tier, updated_at_ms FROM overrides ORDER BY rule, key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(override_row).collect()
+    }
+
+    async fn upsert_override(&self, row: &OverrideRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO overrides (rule, key, limits, tier, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (rule, key) DO UPDATE SET limits = excluded.limits,
+                 tier = excluded.tier, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&row.rule)
+        .bind(&row.key)
+        .bind(encode_limits(&row.limits))
+        .bind(row.tier.as_deref())
+        .bind(row.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_override(&self, rule: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM overrides WHERE rule = ?1 AND key = ?2")
+            .bind(rule)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tiers(&self) -> Result<Vec<TierRow>, StoreError> {
+        let rows = sqlx::query("SELECT name, limits, updated_at_ms FROM tiers ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tier_row).collect()
+    }
+
+    async fn upsert_tier(&self, row: &TierRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tiers (name, limits, updated_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET limits = excluded.limits,
+                 updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&row.name)
+        .bind(encode_limits(&row.limits))
+        .bind(row.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_tier(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tiers WHERE name = ?1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn usage_row(row: &SqliteRow) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        rule: row.try_get("rule")?,
+        key: row.try_get("key")?,
+        period: row.try_get("period")?,
+        period_start: row.try_get("period_start")?,
+        count: row.try_get("count")?,
+    })
+}
+
+fn violation_row(row: &SqliteRow) -> Result<ViolationRow, StoreError> {
+    Ok(ViolationRow {
+        rule: row.try_get("rule")?,
+        key: row.try_get("key")?,
+        minute: row.try_get("minute")?,
+        shadow: row.try_get("shadow")?,
+        count: row.try_get("count")?,
+        first_seen_ms: row.try_get("first_seen_ms")?,
+        last_seen_ms: row.try_get("last_seen_ms")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        client_ip: row.try_get("client_ip")?,
+        limit: row.try_get("limit_desc")?,
+    })
+}
+
+fn override_row(row: &SqliteRow) -> Result<OverrideRow, StoreError> {
+    Ok(OverrideRow {
+        rule: row.try_get("rule")?,
+        key: row.try_get("key")?,
+        limits: decode_limits(row.try_get("limits")?)?,
+        tier: row.try_get("tier")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn tier_row(row: &SqliteRow) -> Result<TierRow, StoreError> {
+    Ok(TierRow {
+        name: row.try_get("name")?,
+        limits: decode_limits(row.try_get("limits")?)?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
