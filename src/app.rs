@@ -14,13 +14,14 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminState, Readiness};
 use crate::config::reload::Reloader;
 use crate::config::{Config, Overrides, RuntimeConfig, Settings};
-use crate::limiter::{Clock, Limiter, MonotonicClock};
+use crate::limiter::{Clock, Limiter, MonotonicClock, UsageLog};
 use crate::proxy::forward;
 use crate::proxy::listener::{self, ConnLimits};
 use crate::proxy::metrics::{ConnMetrics, RouteMetrics};
 use crate::proxy::service::ProxyState;
 use crate::proxy::tls;
 use crate::shutdown::{Shutdown, Tracker};
+use crate::store::startup::StoreTask;
 use crate::telemetry::Metrics;
 
 /// Why the app could not start.
@@ -72,6 +73,9 @@ pub struct App {
     reloader: Option<Arc<Reloader>>,
     _watcher: Option<notify::RecommendedWatcher>,
     signals: bool,
+    /// Fired after requests drain, so the last usage is flushed.
+    store_stop: Shutdown,
+    store_task: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -98,7 +102,11 @@ impl App {
             .transpose()
             .map_err(AppError::Setup)?;
         let client = forward::client(&settings.upstream).map_err(AppError::Setup)?;
-        let limiter = Arc::new(Limiter::new(opts.clock.clone(), settings.max_keys));
+        let mut limiter = Limiter::new(opts.clock.clone(), settings.max_keys);
+        if settings.database.target.is_some() {
+            limiter = limiter.with_usage_log(Arc::new(UsageLog::new()));
+        }
+        let limiter = Arc::new(limiter);
         let live = Arc::new(ArcSwap::from_pointee(runtime));
         let state = Arc::new(ProxyState {
             config: live.clone(),
@@ -153,8 +161,18 @@ impl App {
             })?),
             None => None,
         };
-        readiness.set(true);
-        tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "tollgate ready");
+        let store_stop = Shutdown::default();
+        let store_task = start_store(
+            &settings,
+            &limiter,
+            &live,
+            &opts.metrics,
+            &store_stop,
+            &readiness,
+            &shutdown,
+        )
+        .await?;
+        tracing::info!(proxy = %proxy_addr, admin = %admin_addr, ready = readiness.is_ready(), "tollgate ready");
         Ok(App {
             proxy_addr,
             admin_addr,
@@ -167,6 +185,8 @@ impl App {
             reloader,
             _watcher: watcher,
             signals: opts.signals,
+            store_stop,
+            store_task,
         })
     }
 
@@ -206,9 +226,20 @@ impl App {
         self.readiness.set(false);
         self.shutdown.trigger();
         tracing::info!(open = self.connections.active(), "draining");
+        let started = std::time::Instant::now();
         let left = self.connections.drain(self.settings.drain_timeout).await;
         if left > 0 {
             tracing::warn!(left, "drain deadline passed; closing remaining connections");
+        }
+        // The last flush gets what is left of the drain deadline (at least a second).
+        let budget = self
+            .settings
+            .drain_timeout
+            .saturating_sub(started.elapsed())
+            .max(std::time::Duration::from_secs(1));
+        self.store_stop.trigger();
+        if tokio::time::timeout(budget, self.store_task).await.is_err() {
+            tracing::error!("shutdown: the usage store did not finish its last flush in time");
         }
         tracing::info!("tollgate stopped");
         Ok(())
@@ -247,6 +278,44 @@ impl App {
             _ = self.shutdown.wait() => Ok(()),
         }
     }
+}
+
+/// Opens the store (if any) and starts its task; /ready turns true once usage is rehydrated,
+/// which `build` waits for up to `STORE_READY_WAIT` (the proxy serves either way).
+#[allow(clippy::too_many_arguments)]
+async fn start_store(
+    settings: &Settings,
+    limiter: &Arc<Limiter>,
+    live: &Arc<ArcSwap<RuntimeConfig>>,
+    metrics: &Metrics,
+    stop: &Shutdown,
+    readiness: &Readiness,
+    shutdown: &Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, AppError> {
+    const STORE_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let task = StoreTask {
+        settings: settings.database.clone(),
+        limiter: limiter.clone(),
+        config: live.clone(),
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+        final_deadline: settings.drain_timeout,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
+    let handle = task
+        .spawn(move |_rows| {
+            if !shutdown.is_triggered() {
+                readiness.set(true);
+            }
+            let _ = tx.send(());
+        })
+        .await
+        .map_err(|e| AppError::Setup(format!("usage store: {e}")))?;
+    if tokio::time::timeout(STORE_READY_WAIT, rx).await.is_err() {
+        tracing::warn!("usage store not ready yet: /ready stays false until it is");
+    }
+    Ok(handle)
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {

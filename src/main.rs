@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tollgate::config::{self, quick_config, Config, Overrides};
 use tollgate::telemetry::{init_tracing, LogFormat, Metrics};
+use tollgate::store::{self, Store as _};
 use tollgate::{App, AppOptions};
 
 /// A reverse-proxy rate-limiting sidecar.
@@ -59,6 +60,12 @@ struct Cli {
 enum Command {
     /// Validate a config file: exit 0, or print every error (field and reason) and exit 64.
     CheckConfig { path: PathBuf },
+    /// Apply pending migrations to the usage store named by --config (or DATABASE_URL).
+    Migrate {
+        /// List applied and pending migrations instead; change nothing.
+        #[arg(long)]
+        status: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,6 +100,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Migrate { status }) = &cli.command {
+        return migrate(&cli, &overrides, &metrics, *status);
+    }
     let (config, path) = match load(&cli, &overrides, &metrics) {
         Ok(c) => c,
         Err(e) => {
@@ -116,6 +126,46 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            eprintln!("tollgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tollgate migrate [--status]`: exit 0 when done, 1 when the store fails, 64 on bad config.
+fn migrate(cli: &Cli, overrides: &Overrides, metrics: &Metrics, status: bool) -> ExitCode {
+    let config = match load(cli, overrides, metrics) {
+        Ok((config, _)) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(target) = config.settings.database.target else {
+        eprintln!("tollgate: database.enabled = false: there is no store to migrate");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                let store = store::connect(&target).await?;
+                if !status {
+                    store.migrate().await?;
+                }
+                let states = store.migration_status().await?;
+                Ok::<_, store::StoreError>(format!("{target}\n{}", store::format_status(&states)))
+            })
+            .map_err(anyhow::Error::from)
+        });
+    match outcome {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("tollgate: {e:#}");
             ExitCode::FAILURE
         }

@@ -17,7 +17,9 @@ use std::path::Path;
 
 pub use quick::{quick_config, Overrides};
 pub use raw::RawConfig;
-pub use settings::{AdminSettings, LogSettings, Settings, TlsFiles, UpstreamSettings};
+pub use settings::{
+    AdminSettings, DatabaseSettings, LogSettings, Settings, TlsFiles, UpstreamSettings,
+};
 pub use validate::{validate, RuntimeConfig};
 
 use crate::telemetry::Metrics;

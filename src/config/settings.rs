@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::store::StoreTarget;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone)]
@@ -32,42 +33,11 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// `None`: usage stays in memory.
-    pub target: Option<DatabaseTarget>,
+    pub target: Option<StoreTarget>,
     pub flush_interval: Duration,
     pub sync_interval: Duration,
     pub max_pending: usize,
     pub migrate_on_start: bool,
-}
-
-/// Where usage goes.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseTarget {
-    /// A `postgres://` URL; Debug hides its password.
-    Postgres(String),
-    Sqlite(PathBuf),
-}
-
-impl std::fmt::Debug for DatabaseTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Postgres(url) => write!(f, "Postgres({})", redact_url(url)),
-            Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
-        }
-    }
-}
-
-/// A URL with its password replaced by `***`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable url>".into();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
 }
 
 #[derive(Debug, Clone)]

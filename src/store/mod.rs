@@ -32,10 +32,12 @@
 mod any;
 mod batch;
 mod error;
+mod flusher;
 pub mod migrations;
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod startup;
 mod target;
 
 use std::future::Future;
@@ -43,6 +45,7 @@ use std::future::Future;
 pub use any::AnyStore;
 pub use batch::{Batch, FlushOutcome, UsageDelta, ViolationDelta};
 pub use error::StoreError;
+pub use flusher::Flusher;
 pub use migrations::{format_status, status_report, MigrationState};
 pub use postgres::PgStore;
 pub use rows::{OverrideRow, TierRow, UsageKey, UsageRow, ViolationFilter, ViolationRow};

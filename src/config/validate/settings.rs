@@ -6,10 +6,10 @@ use std::time::Duration;
 use super::super::parse;
 use super::super::raw::RawConfig;
 use super::super::settings::{
-    AdminSettings, DatabaseSettings, DatabaseTarget, LogSettings, Settings, TlsFiles,
-    UpstreamSettings,
+    AdminSettings, DatabaseSettings, LogSettings, Settings, TlsFiles, UpstreamSettings,
 };
 use super::{addr, Errors};
+use crate::store::StoreTarget;
 use crate::telemetry::LogFormat;
 
 /// A duration that must be greater than zero (every timer here would spin or panic on zero).
@@ -133,21 +133,21 @@ fn database(raw: &RawConfig, errs: &mut Errors) -> DatabaseSettings {
     let target = match (&d.url, d.enabled.unwrap_or(true)) {
         (_, false) => None,
         (Some(url), true) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Some(DatabaseTarget::Postgres(url.clone()))
+            Some(StoreTarget::Postgres { url: url.clone() })
         }
         (Some(url), true) => {
             errs.push(
                 "database.url",
                 format!(
                     "{} is not a postgres:// URL; for SQLite set database.sqlite_path instead",
-                    super::super::settings::redact_url(url)
+                    StoreTarget::Postgres { url: url.clone() }
                 ),
             );
             None
         }
-        (None, true) => Some(DatabaseTarget::Sqlite(PathBuf::from(
-            d.sqlite_path.as_deref().unwrap_or("tollgate.db"),
-        ))),
+        (None, true) => Some(StoreTarget::Sqlite {
+            path: PathBuf::from(d.sqlite_path.as_deref().unwrap_or("tollgate.db")),
+        }),
     };
     DatabaseSettings {
         target,
