@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tollgate::config::{self, quick_config, Config, Overrides};
-use tollgate::telemetry::{init_tracing, LogFormat, Metrics};
 use tollgate::store::{self, Store as _};
+use tollgate::telemetry::{init_tracing, LogFormat, Metrics};
 use tollgate::{App, AppOptions};
 
 /// A reverse-proxy rate-limiting sidecar.

@@ -47,7 +47,11 @@ impl StoreError {
 
 fn sqlx_is_transient(error: &sqlx::Error) -> bool {
     match error {
+        // A protocol or TLS error is what a connection cut mid-handshake looks like (e.g. EOF
+        // where the SSLRequest answer should be): the wire broke, not the data.
         sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,

@@ -48,7 +48,8 @@ pub async fn rehydrate<S: Store>(
             };
             let count = u64::try_from(row.count).unwrap_or(0);
             let rule = &bound.rule;
-            landed += usize::from(limiter.seed(rule, &row.key, &row.period, row.period_start, count));
+            landed +=
+                usize::from(limiter.seed(rule, &row.key, &row.period, row.period_start, count));
         }
     }
     Ok(landed)

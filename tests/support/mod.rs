@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod relay;
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,191 @@
+//! Write-behind persistence end to end: tollgate in-process on a real SQLite file or a real
+//! Postgres database (a fresh one per test, see `support/db.rs`), requests over loopback, totals
+//! read back through the store.
+//!
+//! - this file: exact accounting and restarts, against both stores;
+//! - `outage.rs`: Postgres behind a relay that is cut mid-run and during a commit;
+//! - `replicas.rs`: three instances sharing one Postgres quota.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod outage;
+mod replicas;
+
+use std::future::Future;
+
+use support::db::{drop_pg_database, fresh_pg_url};
+use support::*;
+use tollgate::store::{connect, AnyStore, Store, StoreTarget, ViolationFilter};
+
+/// The clock's start in every TestTollgate: 1970-01-01T10:00Z, so the hour row starts at 36000 s.
+const HOUR_START: i64 = 36_000;
+
+/// A config of one route with one rule keyed by `x-api-key`, on the store `database`.
+fn config(limits: &str, database: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[database]
+{database}
+
+[[rules]]
+name = "quota"
+key = "header:x-api-key"
+limits = {limits}
+
+[[routes]]
+name = "api"
+rules = ["quota"]
+[routes.direct]
+body = "ok"
+"#
+    )
+}
+
+/// Where a test's store lives; `section` is its `[database]` body.
+struct Db {
+    target: StoreTarget,
+    section: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        Db {
+            section: format!(
+                "sqlite_path = {:?}\nflush_interval = \"100ms\"",
+                path.display().to_string()
+            ),
+            target: StoreTarget::Sqlite { path },
+            _dir: Some(dir),
+        }
+    }
+
+    fn postgres(url: &str) -> Db {
+        Db {
+            section: format!(
+                "url = {url:?}\nflush_interval = \"100ms\"\nsync_interval = \"100ms\""
+            ),
+            target: StoreTarget::Postgres { url: url.into() },
+            _dir: None,
+        }
+    }
+
+    async fn store(&self) -> AnyStore {
+        connect(&self.target).await.unwrap()
+    }
+}
+
+/// Runs `case` on SQLite and, when DATABASE_URL is set (always in CI), on a fresh Postgres db.
+macro_rules! both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Db::sqlite()).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                super::with_pg(|url| super::$case(super::Db::postgres(&url))).await;
+            })*
+        }
+    };
+}
+
+both_stores!(
+    usage_and_violations_are_exact,
+    a_restart_keeps_a_spent_quota
+);
+
+/// Runs `case` with the URL of a fresh Postgres database, dropped afterwards.
+pub async fn with_pg<F: Future<Output = ()>>(case: impl FnOnce(String) -> F) {
+    let Some(url) = fresh_pg_url().await else {
+        return;
+    };
+    case(url.clone()).await;
+    drop_pg_database(&url).await;
+}
+
+/// The sum of the usage rows of the clock's hour, and of real and shadow violation rows.
+async fn totals(store: &impl Store) -> (i64, i64) {
+    let usage = store.usage_for_period("hour", HOUR_START).await.unwrap();
+    let filter = ViolationFilter {
+        shadow: Some(false),
+        limit: ViolationFilter::MAX_PAGE,
+        ..ViolationFilter::default()
+    };
+    let violations = store.violations(&filter).await.unwrap();
+    (
+        usage.iter().map(|r| r.count).sum(),
+        violations.iter().map(|r| r.count).sum(),
+    )
+}
+
+async fn usage_and_violations_are_exact(db: Db) {
+    let t = TestTollgate::from_text(&config(r#"["7/m"]"#, &db.section), None).await;
+    let (mut allowed, mut denied) = (0, 0);
+    for i in 0..600 {
+        let key = format!("key-{}", i % 50);
+        match get(&t.url("/x"), &[("x-api-key", &key)])
+            .await
+            .status
+            .as_u16()
+        {
+            200 => allowed += 1,
+            429 => denied += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        (allowed, denied),
+        (350, 250),
+        "7 per key per minute, 50 keys"
+    );
+    t.stop().await;
+    let store = db.store().await;
+    assert_eq!(totals(&store).await, (allowed, denied));
+    let rows = store.usage_for_period("hour", HOUR_START).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        50,
+        "one usage row per key and hour, not per request"
+    );
+    store.close().await;
+}
+
+async fn a_restart_keeps_a_spent_quota(db: Db) {
+    let text = config(r#"["3/d"]"#, &db.section);
+    let t = TestTollgate::from_text(&text, None).await;
+    for _ in 0..3 {
+        assert_eq!(get(&t.url("/x"), &[("x-api-key", "k")]).await.status, 200);
+    }
+    assert_eq!(get(&t.url("/x"), &[("x-api-key", "k")]).await.status, 429);
+    assert_eq!(
+        get(&t.url("/x"), &[("x-api-key", "other")]).await.status,
+        200
+    );
+    t.stop().await;
+
+    let t = TestTollgate::from_text(&text, None).await;
+    assert_eq!(
+        get(&t.admin_url("/ready"), &[]).await.status,
+        200,
+        "rehydrated before ready"
+    );
+    let r = get(&t.url("/x"), &[("x-api-key", "k")]).await;
+    assert_eq!(r.status, 429, "the restart must not grant a new quota");
+    assert_eq!(r.header("retry-after"), Some("50400"));
+    let r = get(&t.url("/x"), &[("x-api-key", "other")]).await;
+    assert_eq!(r.header("ratelimit").unwrap(), r#""quota";r=1;t=50400"#);
+    // The next UTC day.
+    t.clock.set(86_400_000);
+    assert_eq!(get(&t.url("/x"), &[("x-api-key", "k")]).await.status, 200);
+    t.stop().await;
+}
