@@ -189,3 +189,70 @@ async fn a_restart_keeps_a_spent_quota(db: Db) {
     assert_eq!(get(&t.url("/x"), &[("x-api-key", "k")]).await.status, 200);
     t.stop().await;
 }
+
+/// kill -9 loses at most what was counted since the last flush: usage older than two flush
+/// intervals is on disk. Prints the measured loss.
+#[test]
+fn kill_9_loses_at_most_the_last_flush_interval() {
+    let toml = "[database]\nsqlite_path = \"usage.db\"\nflush_interval = \"200ms\"\n\n[[rules]]\nname = \"quota\"\nkey = \"header:x-api-key\"\nlimits = [\"1000/m\"]\n\n[[routes]]\nname = \"api\"\nrules = [\"quota\"]\n[routes.direct]\nbody = \"ok\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{toml}"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut bin = Binary::start(&path, &[]);
+    let url = format!("http://{}/x", bin.proxy);
+    let send = |n: usize| {
+        rt.block_on(async {
+            for i in 0..n {
+                let key = format!("k{}", i % 10);
+                assert_eq!(get(&url, &[("x-api-key", &key)]).await.status, 200);
+            }
+        })
+    };
+    send(200);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    send(100);
+    bin.signal("KILL");
+    bin.wait_exit(PATIENCE).expect("killed");
+    let stored: i64 = rt.block_on(async {
+        let store = connect(&StoreTarget::Sqlite {
+            path: dir.path().join("usage.db"),
+        })
+        .await
+        .unwrap();
+        let hour = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap()
+            / 3600
+            * 3600;
+        let mut sum = 0;
+        for start in [hour - 3600, hour] {
+            sum += store
+                .usage_for_period("hour", start)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.count)
+                .sum::<i64>();
+        }
+        store.close().await;
+        sum
+    });
+    eprintln!(
+        "kill -9: {stored} of 300 allowed requests on disk, {} lost (flush_interval 200ms)",
+        300 - stored
+    );
+    assert!(
+        stored >= 200,
+        "usage older than two flush intervals must be on disk: {stored}"
+    );
+    assert!(stored <= 300);
+}
