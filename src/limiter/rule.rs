@@ -5,8 +5,10 @@
 //! per limit set) and shared behind `Arc`s across reloads.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::calendar::PeriodKind;
 use super::quota::{kind_name, Quota};
 
 /// One limit: at most `max` cost per sliding window of `dur_ms`, or per calendar period of
@@ -45,18 +47,28 @@ impl Window {
         }
     }
 
-    /// The allowance as written: "100/m", "50/30s", "10000/day".
+    /// The allowance, for violation samples: "100/1m", "50/30s", "10000/day".
     pub fn describe(&self) -> String {
-        match &self.quota {
-            Some(q) => format!("{}/{}", self.max, kind_name(q.kind())),
-            None => match self.dur_ms {
-                1_000 => format!("{}/s", self.max),
-                60_000 => format!("{}/m", self.max),
-                3_600_000 => format!("{}/h", self.max),
-                ms => format!("{}/{}ms", self.max, ms),
-            },
-        }
+        let mut out = format!("{}/", self.max);
+        let calendar = self.quota.as_ref().map(|q| q.kind());
+        write_span(self.dur_ms, calendar, &mut out);
+        out
     }
+}
+
+/// A window's length as policy names and samples show it ("1h", "90m", "30s", "500ms"), or the
+/// calendar period's name ("day", "week", "month").
+pub fn write_span(dur_ms: u64, calendar: Option<PeriodKind>, out: &mut String) {
+    if let Some(kind) = calendar {
+        out.push_str(kind_name(kind));
+        return;
+    }
+    let _ = match dur_ms {
+        ms if ms % 3_600_000 == 0 => write!(out, "{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => write!(out, "{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => write!(out, "{}s", ms / 1_000),
+        ms => write!(out, "{ms}ms"),
+    };
 }
 
 /// The windows a request must all fit in.
@@ -142,6 +154,13 @@ mod tests {
         assert_eq!(rule_id(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(rule_id("a"), 0xaf63_dc4c_8601_ec8c);
         assert_ne!(rule_id("api"), rule_id("login"));
+    }
+
+    #[test]
+    fn windows_describe_themselves_as_limits() {
+        let limits = Limits::new([(1_000, 5, "a"), (30_000, 50, "b"), (5_400_000, 7, "c")]);
+        let described: Vec<_> = limits.windows.iter().map(Window::describe).collect();
+        assert_eq!(described, ["5/1s", "50/30s", "7/90m"]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::route::Route;
 use crate::config::RuntimeConfig;
 use crate::limiter::extract::{OnMissing, RequestView};
 use crate::limiter::usage::Sample;
-use crate::limiter::{Check, Decision, Key, Limiter, UsageLog, ANONYMOUS};
+use crate::limiter::{Check, Decision, DisplayBuf, Key, Limiter, UsageLog, ANONYMOUS};
 
 /// The outcome of the limit step.
 pub enum Gate {
@@ -130,11 +130,15 @@ fn record_violation(
     client_ip: IpAddr,
     now_ms: u64,
 ) {
-    let key = c.key.to_display();
-    log.violation(&c.rule.name, &key, now_ms, shadow, || {
+    // On the stack: a denial formats its key without allocating (the log copies it only for
+    // the first denial of a key in a minute).
+    let mut display = DisplayBuf::default();
+    display.fill(&c.key);
+    let key = display.as_str();
+    log.violation(&c.rule.name, key, now_ms, shadow, || {
         let limit = c
             .rule
-            .limits_for(&key)
+            .limits_for(key)
             .windows
             .get(usize::from(window))
             .map(|w| w.describe())

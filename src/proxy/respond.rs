@@ -15,8 +15,7 @@ use hyper::body::Incoming;
 
 use crate::limiter::calendar::PeriodKind;
 use crate::limiter::extract::BadCost;
-use crate::limiter::quota::kind_name;
-use crate::limiter::{Check, WindowStatus};
+use crate::limiter::{write_span, Check, WindowStatus};
 
 /// The body of every response: the upstream's stream, or bytes we made.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -89,16 +88,7 @@ pub fn policy_name(
     out.push_str(rule);
     if windows > 1 {
         out.push('-');
-        if let Some(kind) = calendar {
-            out.push_str(kind_name(kind));
-            return;
-        }
-        let _ = match dur_ms {
-            ms if ms % 3_600_000 == 0 => write!(out, "{}h", ms / 3_600_000),
-            ms if ms % 60_000 == 0 => write!(out, "{}m", ms / 60_000),
-            ms if ms % 1_000 == 0 => write!(out, "{}s", ms / 1_000),
-            ms => write!(out, "{ms}ms"),
-        };
+        write_span(dur_ms, calendar, out);
     }
 }
 

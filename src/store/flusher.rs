@@ -442,8 +442,8 @@ fn to_batch(id: String, drained: usage::Drained) -> Pending {
     }
 }
 
-/// A random 64-bit id from the process's hash seed (no extra dependency for randomness).
+/// A random 64-bit id: std's `RandomState` keys come from the OS's randomness once per process.
 fn rand_id() -> u64 {
     use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::process::id() ^ (Instant::now().elapsed().as_nanos() as u32))
+    RandomState::new().hash_one(std::process::id())
 }

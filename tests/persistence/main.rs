@@ -157,6 +157,15 @@ async fn usage_and_violations_are_exact(db: Db) {
         50,
         "one usage row per key and hour, not per request"
     );
+    let filter = ViolationFilter {
+        key: Some("key-0".into()),
+        ..ViolationFilter::default()
+    };
+    let v = store.violations(&filter).await.unwrap();
+    assert_eq!(v.len(), 1, "one violation row per key and minute");
+    let sample = (&*v[0].method, &*v[0].path, &*v[0].client_ip, &*v[0].limit);
+    assert_eq!(sample, ("GET", "/x", "127.0.0.1", "7/1m"));
+    assert_eq!((v[0].count, v[0].shadow), (5, false));
     store.close().await;
 }
 
