@@ -36,6 +36,7 @@ mod flusher;
 pub mod migrations;
 mod postgres;
 mod rows;
+mod shared;
 mod sqlite;
 pub mod startup;
 mod target;
