@@ -101,7 +101,8 @@ macro_rules! both_stores {
 
 both_stores!(
     usage_and_violations_are_exact,
-    a_restart_keeps_a_spent_quota
+    a_restart_keeps_a_spent_quota,
+    zoned_quotas_survive_restarts_across_dst_and_a_month_boundary
 );
 
 /// Runs `case` with the URL of a fresh Postgres database, dropped afterwards.
@@ -167,6 +168,66 @@ async fn usage_and_violations_are_exact(db: Db) {
     assert_eq!(sample, ("GET", "/x", "127.0.0.1", "7/1m"));
     assert_eq!((v[0].count, v[0].shadow), (5, false));
     store.close().await;
+}
+
+/// Unix milliseconds of an RFC 3339 instant.
+fn at(rfc3339: &str) -> u64 {
+    let ts: jiff::Timestamp = rfc3339.parse().unwrap();
+    u64::try_from(ts.as_millisecond()).unwrap()
+}
+
+async fn call(t: &TestTollgate) -> Got {
+    get(&t.url("/x"), &[("x-api-key", "k")]).await
+}
+
+/// Berlin quotas stored and rehydrated: 29 March 2026 is a 23-hour day (clocks spring forward),
+/// and 1 April starts at 22:00Z on 31 March.
+async fn zoned_quotas_survive_restarts_across_dst_and_a_month_boundary(db: Db) {
+    let text = config(r#"["1/d", "3/mo"]"#, &db.section)
+        .replace("limits = [", "timezone = \"Europe/Berlin\"\nlimits = [");
+    let t = TestTollgate::from_text_at(&text, None, at("2026-03-29T10:00:00Z")).await;
+    assert_eq!(call(&t).await.status, 200);
+    t.stop().await;
+
+    let t = TestTollgate::from_text_at(&text, None, at("2026-03-29T10:00:00Z")).await;
+    let denied = call(&t).await;
+    assert_eq!(denied.status, 429, "the day's quota survived the restart");
+    assert_eq!(
+        denied.header("retry-after"),
+        Some("43200"),
+        "to 00:00 CEST = 22:00Z"
+    );
+    assert!(denied
+        .header("ratelimit-policy")
+        .unwrap()
+        .contains(r#""quota-day";q=1;w=82800"#));
+    t.clock.set(at("2026-03-29T22:00:00Z"));
+    assert_eq!(call(&t).await.status, 200, "30 March in Berlin");
+    t.stop().await;
+
+    let t = TestTollgate::from_text_at(&text, None, at("2026-03-30T22:00:00Z")).await;
+    assert_eq!(call(&t).await.status, 200, "31 March: the month's third");
+    t.clock.set(at("2026-03-31T12:00:00Z"));
+    let denied = call(&t).await;
+    assert_eq!(denied.status, 429);
+    assert!(
+        denied
+            .header("ratelimit")
+            .unwrap()
+            .contains(r#""quota-month";r=0;t=36000"#),
+        "{:?}",
+        denied.header("ratelimit")
+    );
+    t.stop().await;
+
+    let t = TestTollgate::from_text_at(&text, None, at("2026-03-31T22:00:00Z")).await;
+    let r = call(&t).await;
+    assert_eq!(r.status, 200, "April began in Berlin");
+    assert!(r
+        .header("ratelimit-policy")
+        .unwrap()
+        .contains(r#""quota-month";q=3;w=2592000"#));
+    t.stop().await;
 }
 
 async fn a_restart_keeps_a_spent_quota(db: Db) {

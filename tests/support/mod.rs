@@ -205,10 +205,16 @@ impl TestTollgate {
 
     /// Start from a whole config text (which must bind 127.0.0.1:0 itself).
     pub async fn from_text(text: &str, path: Option<&Path>) -> TestTollgate {
+        Self::from_text_at(text, path, 36_000_000).await
+    }
+
+    /// As `from_text`, with the clock starting at `start_ms` (Unix ms): what startup
+    /// rehydration sees as now.
+    pub async fn from_text_at(text: &str, path: Option<&Path>, start_ms: u64) -> TestTollgate {
         let metrics = tollgate::telemetry::Metrics::new();
         let config =
             tollgate::config::load(text, "test", &metrics).unwrap_or_else(|e| panic!("{e}"));
-        let clock = Arc::new(ManualClock::new(36_000_000));
+        let clock = Arc::new(ManualClock::new(start_ms));
         let mut opts = AppOptions::new(metrics);
         opts.clock = clock.clone() as Arc<dyn Clock>;
         opts.config_path = path.map(Path::to_path_buf);
