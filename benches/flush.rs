@@ -127,7 +127,7 @@ async fn run_size(
         let first = Batch {
             id: format!("bench-{backend}-{n}-{rep}-insert"),
             usage: usage.clone(),
-            violations: Vec::new(),
+            ..Batch::default()
         };
         let second = Batch {
             id: format!("bench-{backend}-{n}-{rep}-update"),

@@ -2,10 +2,13 @@
 //!
 //! Each `App` owns its own Prometheus recorder (no global recorder), so tests that run several
 //! instances in one process see their own numbers. Handles are registered once, when a config is
-//! compiled, and the hot path only bumps atomics through them. Labels are route and rule names,
+//! compiled, and the hot path only bumps our own atomics through them; a scrape copies those into
+//! the exporter. Labels are route and rule names,
 //! never client keys or raw paths.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -46,11 +49,24 @@ static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// One process-local Prometheus registry and the handle that renders it.
+///
+/// Counters and gauges live in atomics of our own ([`Values`]): the hot path bumps those, a scrape
+/// copies them into the exporter, and the admin plane reads them back (the feed's stats, the
+/// per-minute traffic rows) without rendering text. Histograms go to the exporter directly.
 #[derive(Clone)]
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
     process: Arc<metrics_process::Collector>,
+    values: Arc<Values>,
+}
+
+/// Every counter and gauge registered, by key: our atomic and the exporter's handle.
+#[derive(Default)]
+struct Values {
+    counters: Mutex<HashMap<Key, (Arc<AtomicU64>, Counter)>>,
+    /// Gauges hold an `f64`'s bits.
+    gauges: Mutex<HashMap<Key, (Arc<AtomicU64>, Gauge)>>,
 }
 
 impl Default for Metrics {
@@ -70,6 +86,7 @@ impl Metrics {
             recorder: Arc::new(recorder),
             handle,
             process: Arc::new(metrics_process::Collector::default()),
+            values: Arc::default(),
         };
         metrics.describe();
         metrics
@@ -136,13 +153,47 @@ impl Metrics {
         metrics::with_local_recorder(r, || self.process.describe());
     }
 
+    /// The counter `name{labels}`; the same series always gets the same atomic.
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.recorder
-            .register_counter(&key(name, labels), &METADATA)
+        let key = key(name, labels);
+        let mut map = lock(&self.values.counters);
+        let (value, _) = map.entry(key.clone()).or_insert_with(|| {
+            let exported = self.recorder.register_counter(&key, &METADATA);
+            (Arc::new(AtomicU64::new(0)), exported)
+        });
+        Counter::from_arc(value.clone())
     }
 
+    /// The gauge `name{labels}`; the same series always gets the same atomic.
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
-        self.recorder.register_gauge(&key(name, labels), &METADATA)
+        let key = key(name, labels);
+        let mut map = lock(&self.values.gauges);
+        let (value, _) = map.entry(key.clone()).or_insert_with(|| {
+            let exported = self.recorder.register_gauge(&key, &METADATA);
+            (Arc::new(AtomicU64::new(0f64.to_bits())), exported)
+        });
+        Gauge::from_arc(value.clone())
+    }
+
+    /// Every series of counter `name`: its labels and value.
+    pub fn counter_values(&self, name: &str) -> Vec<(Vec<(String, String)>, u64)> {
+        let map = lock(&self.values.counters);
+        map.iter()
+            .filter(|(k, _)| k.name() == name)
+            .map(|(k, (v, _))| (labels_of(k), v.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The sum of every series of counter `name`.
+    pub fn counter_sum(&self, name: &str) -> u64 {
+        self.counter_values(name).iter().map(|(_, v)| v).sum()
+    }
+
+    /// The value of gauge `name` without labels (0 if never set).
+    pub fn gauge_value(&self, name: &'static str) -> f64 {
+        let map = lock(&self.values.gauges);
+        map.get(&key(name, &[]))
+            .map_or(0.0, |(v, _)| f64::from_bits(v.load(Ordering::Relaxed)))
     }
 
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
@@ -153,6 +204,12 @@ impl Metrics {
     /// Render the text exposition, refreshing process CPU and memory first.
     pub fn render(&self) -> String {
         metrics::with_local_recorder(&*self.recorder, || self.process.collect());
+        for (value, exported) in lock(&self.values.counters).values() {
+            exported.absolute(value.load(Ordering::Relaxed));
+        }
+        for (value, exported) in lock(&self.values.gauges).values() {
+            exported.set(f64::from_bits(value.load(Ordering::Relaxed)));
+        }
         self.handle.render()
     }
 
@@ -160,6 +217,16 @@ impl Metrics {
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn labels_of(key: &Key) -> Vec<(String, String)> {
+    key.labels()
+        .map(|l| (l.key().to_owned(), l.value().to_owned()))
+        .collect()
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

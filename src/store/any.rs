@@ -5,8 +5,8 @@
 //! [`Store`] trait.
 
 use super::{
-    Batch, FlushOutcome, MigrationState, OverrideRow, PgStore, SqliteStore, Store, StoreError,
-    TierRow, UsageKey, UsageRow, ViolationFilter, ViolationRow,
+    AuditRow, Batch, ConfigEntryRow, FlushOutcome, KeyCount, MigrationState, PgStore, SqliteStore,
+    Store, StoreError, TopQuery, TrafficRow, UsageKey, UsageRow, ViolationFilter, ViolationRow,
 };
 
 /// Either store, chosen at startup by [`connect`](super::connect).
@@ -69,27 +69,43 @@ impl Store for AnyStore {
         delegate!(self.violations(filter))
     }
 
-    async fn list_overrides(&self) -> Result<Vec<OverrideRow>, StoreError> {
-        delegate!(self.list_overrides())
+    async fn list_config_entries(&self) -> Result<Vec<ConfigEntryRow>, StoreError> {
+        delegate!(self.list_config_entries())
     }
 
-    async fn upsert_override(&self, row: &OverrideRow) -> Result<(), StoreError> {
-        delegate!(self.upsert_override(row))
+    async fn upsert_config_entry(&self, row: &ConfigEntryRow) -> Result<(), StoreError> {
+        delegate!(self.upsert_config_entry(row))
     }
 
-    async fn delete_override(&self, rule: &str, key: &str) -> Result<bool, StoreError> {
-        delegate!(self.delete_override(rule, key))
+    async fn delete_config_entry(&self, id: &str) -> Result<bool, StoreError> {
+        delegate!(self.delete_config_entry(id))
     }
 
-    async fn list_tiers(&self) -> Result<Vec<TierRow>, StoreError> {
-        delegate!(self.list_tiers())
+    async fn append_audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+        delegate!(self.append_audit(row))
     }
 
-    async fn upsert_tier(&self, row: &TierRow) -> Result<(), StoreError> {
-        delegate!(self.upsert_tier(row))
+    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        delegate!(self.list_audit(limit))
     }
 
-    async fn delete_tier(&self, name: &str) -> Result<bool, StoreError> {
-        delegate!(self.delete_tier(name))
+    async fn traffic(
+        &self,
+        range: &TopQuery,
+        bucket_secs: i64,
+    ) -> Result<Vec<TrafficRow>, StoreError> {
+        delegate!(self.traffic(range, bucket_secs))
+    }
+
+    async fn top_usage(&self, q: &TopQuery) -> Result<Vec<KeyCount>, StoreError> {
+        delegate!(self.top_usage(q))
+    }
+
+    async fn top_violators(&self, q: &TopQuery) -> Result<Vec<KeyCount>, StoreError> {
+        delegate!(self.top_violators(q))
+    }
+
+    async fn delete_usage(&self, row: &UsageKey) -> Result<u64, StoreError> {
+        delegate!(self.delete_usage(row))
     }
 }

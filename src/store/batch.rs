@@ -39,6 +39,23 @@ pub struct ViolationDelta {
     pub limit: String,
 }
 
+/// Decisions of one rule in one minute, from one instance's counters since its last flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrafficCounts {
+    pub allowed: i64,
+    pub denied: i64,
+    pub shadow_denied: i64,
+}
+
+/// [`TrafficCounts`] to add to the row of (rule, minute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficDelta {
+    pub rule: String,
+    /// Unix seconds, a multiple of 60.
+    pub minute: i64,
+    pub counts: TrafficCounts,
+}
+
 /// What one flush writes, atomically; `id` is unique per batch and makes replays idempotent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
@@ -46,6 +63,8 @@ pub struct Batch {
     pub id: String,
     pub usage: Vec<UsageDelta>,
     pub violations: Vec<ViolationDelta>,
+    /// At most one row per (rule, minute).
+    pub traffic: Vec<TrafficDelta>,
 }
 
 /// The result of a flush that did not fail.
@@ -60,7 +79,7 @@ pub enum FlushOutcome {
 impl Batch {
     /// True when a flush has nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.usage.is_empty() && self.violations.is_empty()
+        self.usage.is_empty() && self.violations.is_empty() && self.traffic.is_empty()
     }
 
     /// The same deltas with at most one row per primary key: counts summed, first/last seen
@@ -150,7 +169,7 @@ mod tests {
         let batch = Batch {
             id: "b".into(),
             usage: vec![usage("a", 1), usage("b", 2), usage("a", 3)],
-            violations: vec![],
+            ..Batch::default()
         };
         let (usage_rows, _) = batch.coalesced();
         assert_eq!(usage_rows, vec![usage("a", 4), usage("b", 2)]);
@@ -160,12 +179,12 @@ mod tests {
     fn coalescing_widens_violations_and_keeps_the_first_sample() {
         let batch = Batch {
             id: "b".into(),
-            usage: vec![],
             violations: vec![
                 violation("/first", 60_500, 61_000, false),
                 violation("/second", 60_100, 62_000, false),
                 violation("/shadow", 60_000, 60_000, true),
             ],
+            ..Batch::default()
         };
         let (_, rows) = batch.coalesced();
         assert_eq!(rows.len(), 2);

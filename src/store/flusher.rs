@@ -6,7 +6,8 @@
 //! request path: requests only ever touch the log, so a slow or dead database never adds latency.
 //!
 //! # A batch's life
-//! Each tick drains the log into [`Batch`]es of at most 20k rows, each with a fresh id
+//! Each tick drains the log into [`Batch`]es (the first also carrying each rule's decision
+//! counts since the last drain, as traffic rows of the current minute) of at most 20k rows, each with a fresh id
 //! (`instance-sequence`), and flushes them in order. On failure the same batch, same id, is retried on the next tick, with the interval doubled
 //! up to 30 s, while new requests keep aggregating in the log (one row per key and period, so
 //! memory grows with distinct keys, not with requests). A flush whose outcome is unknown (the
@@ -23,14 +24,17 @@
 //! and the limiter sets each entry's count to that total plus what it counted since (see
 //! `limiter/seed.rs`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use metrics::{Counter, Gauge, Histogram};
 
-use super::{Batch, FlushOutcome, Store, StoreError, UsageDelta, UsageKey, ViolationDelta};
+use super::{
+    Batch, FlushOutcome, Store, StoreError, TrafficCounts, TrafficDelta, UsageDelta, UsageKey,
+    ViolationDelta,
+};
 use crate::config::{DatabaseSettings, RuntimeConfig};
 use crate::limiter::{usage, Limiter, UsageLog};
 use crate::telemetry::{self as t, Metrics};
@@ -62,6 +66,10 @@ pub struct Flusher<S> {
     last_sync: Option<Instant>,
     backoff: Duration,
     metrics: FlushMetrics,
+    /// Decision counters, read each flush into per-minute traffic rows.
+    registry: Metrics,
+    /// Each rule's decision counts at the last flush.
+    traffic_seen: HashMap<String, TrafficCounts>,
 }
 
 struct Pending {
@@ -128,6 +136,8 @@ impl<S: Store + 'static> Flusher<S> {
             last_sync: None,
             backoff: Duration::ZERO,
             metrics: FlushMetrics::new(metrics),
+            registry: metrics.clone(),
+            traffic_seen: HashMap::new(),
         })
     }
 
@@ -177,16 +187,67 @@ impl<S: Store + 'static> Flusher<S> {
         let Ok(drained) = tokio::task::spawn_blocking(move || log.drain()).await else {
             return false;
         };
-        if drained.usage.is_empty() && drained.violations.is_empty() {
+        let traffic = self.traffic();
+        if drained.usage.is_empty() && drained.violations.is_empty() && traffic.is_empty() {
             return false;
         }
         let first = self.seq + 1;
         let prefix = self.instance.clone();
         let built = tokio::task::spawn_blocking(move || to_batches(&prefix, first, drained)).await;
-        let Ok(batches) = built else { return false };
+        let Ok(mut batches) = built else { return false };
+        match batches.first_mut() {
+            Some(p) => p.batch.traffic = traffic,
+            None => batches.push(Pending {
+                batch: Batch {
+                    id: format!("{}-{first}", self.instance),
+                    traffic,
+                    ..Batch::default()
+                },
+                cost: 0,
+                first_ms: self.limiter.now_ms(),
+            }),
+        }
         self.seq += batches.len() as u64;
         self.stuck.extend(batches);
         true
+    }
+
+    /// Each rule's decisions since the last call, as rows of the current minute.
+    fn traffic(&mut self) -> Vec<TrafficDelta> {
+        let minute = i64::try_from(self.limiter.now_ms() / 60_000 * 60).unwrap_or(0);
+        let mut now: HashMap<String, TrafficCounts> = HashMap::new();
+        for (labels, value) in self.registry.counter_values(t::DECISIONS) {
+            let label = |name: &str| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let (Some(rule), Some(outcome)) = (label("rule"), label("outcome")) else {
+                continue;
+            };
+            let counts = now.entry(rule.clone()).or_default();
+            let value = i64::try_from(value).unwrap_or(i64::MAX);
+            match outcome.as_str() {
+                "allow" => counts.allowed = value,
+                "deny" => counts.denied = value,
+                "shadow_deny" => counts.shadow_denied = value,
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for (rule, counts) in &now {
+            let seen = self.traffic_seen.get(rule).copied().unwrap_or_default();
+            let delta = TrafficCounts {
+                allowed: counts.allowed - seen.allowed,
+                denied: counts.denied - seen.denied,
+                shadow_denied: counts.shadow_denied - seen.shadow_denied,
+            };
+            if delta != TrafficCounts::default() {
+                out.push(TrafficDelta {
+                    rule: rule.clone(),
+                    minute,
+                    counts: delta,
+                });
+            }
+        }
+        self.traffic_seen = now;
+        out
     }
 
     /// Flushes the stuck batch once; true if the store has it now.
@@ -436,6 +497,7 @@ fn to_batch(id: String, drained: usage::Drained) -> Pending {
             id,
             usage,
             violations,
+            traffic: Vec::new(),
         },
         cost,
         first_ms,

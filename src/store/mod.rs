@@ -1,16 +1,19 @@
-//! The usage store: where aggregated usage, violations, overrides and tiers live between restarts
+//! The usage store: where aggregated usage, violations, decision counts and API-made
+//! config entries live between restarts
 //! and across instances, in PostgreSQL or a local SQLite file.
 //!
 //! Owns the schema (the embedded migrations in `migrations/`), the connection pools and every SQL
 //! statement. Must not touch the limiter, HTTP or the admin plane: a batcher hands in a [`Batch`]
-//! of already aggregated deltas, the admin plane calls the override and tier methods, and both
+//! of already aggregated deltas, the admin plane calls the
+//! config-entry, audit and analytics methods, and both
 //! see only the [`Store`] trait and the plain row types here, never sqlx.
 //!
 //! ```text
-//! batcher ── Batch { id, usage, violations } ──▶ Store::flush ──▶ one transaction:
+//! batcher ── Batch { id, usage, violations, traffic } ──▶ Store::flush ──▶ one transaction:
 //!                                                  1. INSERT batch id (exists? roll back: AlreadyApplied)
 //!                                                  2. one upsert for all usage rows (count += delta)
 //!                                                  3. one upsert for all violation rows
+//!                                                     and one for the per-minute traffic rows
 //!                                                  4. prune batch ids older than a day
 //! ```
 //!
@@ -44,12 +47,15 @@ mod target;
 use std::future::Future;
 
 pub use any::AnyStore;
-pub use batch::{Batch, FlushOutcome, UsageDelta, ViolationDelta};
+pub use batch::{Batch, FlushOutcome, TrafficCounts, TrafficDelta, UsageDelta, ViolationDelta};
 pub use error::StoreError;
 pub use flusher::Flusher;
 pub use migrations::{format_status, status_report, MigrationState};
 pub use postgres::PgStore;
-pub use rows::{OverrideRow, TierRow, UsageKey, UsageRow, ViolationFilter, ViolationRow};
+pub use rows::{
+    AuditRow, ConfigEntryRow, KeyCount, TopQuery, TrafficRow, UsageKey, UsageRow, ViolationFilter,
+    ViolationRow,
+};
 pub use sqlite::SqliteStore;
 pub use target::{connect, StoreTarget};
 
@@ -93,30 +99,54 @@ pub trait Store: Send + Sync {
         filter: &ViolationFilter,
     ) -> impl Future<Output = Result<Vec<ViolationRow>, StoreError>> + Send;
 
-    /// Every override, ordered by (rule, key).
-    fn list_overrides(&self) -> impl Future<Output = Result<Vec<OverrideRow>, StoreError>> + Send;
-
-    /// Inserts or replaces the override of (rule, key).
-    fn upsert_override(
+    /// Every config entry made through the admin API, ordered by id.
+    fn list_config_entries(
         &self,
-        row: &OverrideRow,
+    ) -> impl Future<Output = Result<Vec<ConfigEntryRow>, StoreError>> + Send;
+
+    /// Inserts or replaces the entry with this id.
+    fn upsert_config_entry(
+        &self,
+        row: &ConfigEntryRow,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes the override of (rule, key); `false` when there was none.
-    fn delete_override(
+    /// Removes the entry; `false` when there was none.
+    fn delete_config_entry(
         &self,
-        rule: &str,
-        key: &str,
+        id: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Every tier, ordered by name.
-    fn list_tiers(&self) -> impl Future<Output = Result<Vec<TierRow>, StoreError>> + Send;
+    /// Appends one admin action to the audit log.
+    fn append_audit(&self, row: &AuditRow) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Inserts or replaces the tier with this name.
-    fn upsert_tier(&self, row: &TierRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The newest `limit` audit rows, newest first.
+    fn list_audit(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<AuditRow>, StoreError>> + Send;
 
-    /// Removes the tier; `false` when there was none.
-    fn delete_tier(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Decisions per rule per bucket of `bucket_secs` (counted from `range.since`) for minutes
+    /// in the range, ordered by rule then bucket; empty buckets are omitted.
+    fn traffic(
+        &self,
+        range: &TopQuery,
+        bucket_secs: i64,
+    ) -> impl Future<Output = Result<Vec<TrafficRow>, StoreError>> + Send;
+
+    /// (rule, key) by allowed usage in the range (hour rows; `since` rounds down to its hour).
+    fn top_usage(
+        &self,
+        q: &TopQuery,
+    ) -> impl Future<Output = Result<Vec<KeyCount>, StoreError>> + Send;
+
+    /// (rule, key) by real denials in the range (shadow rows excluded).
+    fn top_violators(
+        &self,
+        q: &TopQuery,
+    ) -> impl Future<Output = Result<Vec<KeyCount>, StoreError>> + Send;
+
+    /// Removes one usage row (a reset of a key's current quota period); how many went.
+    fn delete_usage(&self, row: &UsageKey) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Wall-clock milliseconds, for `updated_at_ms` and batch-id expiry (never for limiting).

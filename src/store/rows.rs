@@ -90,36 +90,50 @@ impl Default for ViolationFilter {
     }
 }
 
-/// Limits the admin plane set for one key of one rule, replacing the rule's own.
+/// One rule, tier or override created through the admin API; `body` is its JSON as posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverrideRow {
+pub struct ConfigEntryRow {
+    /// `rule:NAME`, `tier:NAME` or `override:RULE:KEY`.
+    pub id: String,
+    pub body: String,
+    pub updated_at_ms: i64,
+}
+
+/// One admin action: who did what, with a JSON `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at_ms: i64,
+    /// The role and the peer, e.g. `admin@127.0.0.1`; never a token.
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// Decisions of one rule in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficRow {
+    pub rule: String,
+    /// Unix seconds at which the bucket starts.
+    pub bucket: i64,
+    pub allowed: i64,
+    pub denied: i64,
+    pub shadow_denied: i64,
+}
+
+/// A (rule, key) and a total over some range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCount {
     pub rule: String,
     pub key: String,
-    /// Limit strings as in config, e.g. `"100/m"`, `"10000/d"`; stored as a JSON array.
-    pub limits: Vec<String>,
-    /// A tier whose limits apply instead, when set.
-    pub tier: Option<String>,
-    pub updated_at_ms: i64,
+    pub count: i64,
 }
 
-/// A named set of limits that overrides can refer to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TierRow {
-    pub name: String,
-    pub limits: Vec<String>,
-    pub updated_at_ms: i64,
-}
-
-/// Stored limits as JSON text: the one encoding both stores use.
-pub(crate) fn encode_limits(limits: &[String]) -> String {
-    serde_json::to_string(limits).expect("a list of strings always serializes")
-}
-
-pub(crate) fn decode_limits(text: &str) -> Result<Vec<String>, crate::store::StoreError> {
-    serde_json::from_str(text).map_err(|e| crate::store::StoreError::Corrupt {
-        what: "limits",
-        reason: e.to_string(),
-    })
+/// A range of Unix seconds, `[since, until)`, and how many rows to return at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopQuery {
+    pub since: i64,
+    pub until: i64,
+    pub limit: i64,
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! SQL that reads the same on Postgres and SQLite, written once: the override and tier methods
+//! SQL that reads the same on Postgres and SQLite, written once: the admin-plane methods
 //! of [`Store`](super::Store) and the row readers. Both dialects take `$1`-style parameters
 //! (SQLite reads `$1` as a named parameter, bound by position in order of appearance, which is
 //! why each appears once and in order).
@@ -6,77 +6,150 @@
 //! Owns no state; each store module expands these macros inside its own impl, with its own pool
 //! and row type, so the generated code is as if written out twice.
 
-/// The override and tier methods, for an `impl Store` whose type has a `pool` field.
+/// The admin-plane methods (config entries, audit log, analytics reads), for an `impl Store`
+/// whose type has a `pool` field.
 macro_rules! admin_methods {
     () => {
-        async fn list_overrides(&self) -> Result<Vec<OverrideRow>, StoreError> {
-            let rows = sqlx::query(
-                "SELECT rule, key, limits, tier, updated_at_ms FROM overrides ORDER BY rule, key",
-            )
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(override_row).collect()
+        async fn list_config_entries(&self) -> Result<Vec<ConfigEntryRow>, StoreError> {
+            let rows = sqlx::query("SELECT id, body, updated_at_ms FROM config_entries ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ConfigEntryRow {
+                        id: r.try_get("id")?,
+                        body: r.try_get("body")?,
+                        updated_at_ms: r.try_get("updated_at_ms")?,
+                    })
+                })
+                .collect()
         }
 
-        async fn upsert_override(&self, row: &OverrideRow) -> Result<(), StoreError> {
+        async fn upsert_config_entry(&self, row: &ConfigEntryRow) -> Result<(), StoreError> {
             sqlx::query(
-                "INSERT INTO overrides (rule, key, limits, tier, updated_at_ms)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (rule, key) DO UPDATE SET limits = excluded.limits,
-                     tier = excluded.tier, updated_at_ms = excluded.updated_at_ms",
+                "INSERT INTO config_entries (id, body, updated_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body,
+                     updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(&row.id)
+            .bind(&row.body)
+            .bind(row.updated_at_ms)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn delete_config_entry(&self, id: &str) -> Result<bool, StoreError> {
+            let done = sqlx::query("DELETE FROM config_entries WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn append_audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+            sqlx::query("INSERT INTO audit_log (at_ms, actor, action, detail) VALUES ($1, $2, $3, $4)")
+                .bind(row.at_ms)
+                .bind(&row.actor)
+                .bind(&row.action)
+                .bind(&row.detail)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT at_ms, actor, action, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AuditRow {
+                        at_ms: r.try_get("at_ms")?,
+                        actor: r.try_get("actor")?,
+                        action: r.try_get("action")?,
+                        detail: r.try_get("detail")?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn traffic(&self, range: &TopQuery, bucket_secs: i64) -> Result<Vec<TrafficRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT rule, $1 + (minute - $2) / $3 * $4 AS bucket, CAST(SUM(allowed) AS BIGINT) AS allowed,
+                        CAST(SUM(denied) AS BIGINT) AS denied, CAST(SUM(shadow_denied) AS BIGINT) AS shadow_denied
+                 FROM traffic WHERE minute >= $5 AND minute < $6
+                 GROUP BY rule, bucket ORDER BY rule, bucket",
+            )
+            .bind(range.since)
+            .bind(range.since)
+            .bind(bucket_secs)
+            .bind(bucket_secs)
+            .bind(range.since)
+            .bind(range.until)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(TrafficRow {
+                        rule: r.try_get("rule")?,
+                        bucket: r.try_get("bucket")?,
+                        allowed: r.try_get("allowed")?,
+                        denied: r.try_get("denied")?,
+                        shadow_denied: r.try_get("shadow_denied")?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn top_usage(&self, q: &TopQuery) -> Result<Vec<KeyCount>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT rule, key, CAST(SUM(count) AS BIGINT) AS total FROM usage
+                 WHERE period = 'hour' AND period_start >= $1 AND period_start < $2
+                 GROUP BY rule, key ORDER BY total DESC, rule, key LIMIT $3",
+            )
+            .bind(q.since - q.since.rem_euclid(3600))
+            .bind(q.until)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(key_count).collect()
+        }
+
+        async fn top_violators(&self, q: &TopQuery) -> Result<Vec<KeyCount>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT rule, key, CAST(SUM(count) AS BIGINT) AS total FROM violations
+                 WHERE minute >= $1 AND minute < $2 AND NOT shadow
+                 GROUP BY rule, key ORDER BY total DESC, rule, key LIMIT $3",
+            )
+            .bind(q.since - q.since.rem_euclid(60))
+            .bind(q.until)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(key_count).collect()
+        }
+
+        async fn delete_usage(&self, row: &UsageKey) -> Result<u64, StoreError> {
+            let done = sqlx::query(
+                "DELETE FROM usage WHERE rule = $1 AND key = $2 AND period = $3 AND period_start = $4",
             )
             .bind(&row.rule)
             .bind(&row.key)
-            .bind(encode_limits(&row.limits))
-            .bind(row.tier.as_deref())
-            .bind(row.updated_at_ms)
+            .bind(&row.period)
+            .bind(row.period_start)
             .execute(&self.pool)
             .await?;
-            Ok(())
-        }
-
-        async fn delete_override(&self, rule: &str, key: &str) -> Result<bool, StoreError> {
-            let done = sqlx::query("DELETE FROM overrides WHERE rule = $1 AND key = $2")
-                .bind(rule)
-                .bind(key)
-                .execute(&self.pool)
-                .await?;
-            Ok(done.rows_affected() > 0)
-        }
-
-        async fn list_tiers(&self) -> Result<Vec<TierRow>, StoreError> {
-            let rows = sqlx::query("SELECT name, limits, updated_at_ms FROM tiers ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter().map(tier_row).collect()
-        }
-
-        async fn upsert_tier(&self, row: &TierRow) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO tiers (name, limits, updated_at_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE SET limits = excluded.limits,
-                     updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(&row.name)
-            .bind(encode_limits(&row.limits))
-            .bind(row.updated_at_ms)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-
-        async fn delete_tier(&self, name: &str) -> Result<bool, StoreError> {
-            let done = sqlx::query("DELETE FROM tiers WHERE name = $1")
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-            Ok(done.rows_affected() > 0)
+            Ok(done.rows_affected())
         }
     };
 }
 pub(super) use admin_methods;
 
-/// `usage_row`, `violation_row`, `override_row` and `tier_row` over the row type `$row`.
+/// `usage_row`, `violation_row` and `key_count` over the row type `$row`.
 macro_rules! row_readers {
     ($row:ty) => {
         fn usage_row(row: &$row) -> Result<UsageRow, StoreError> {
@@ -105,21 +178,11 @@ macro_rules! row_readers {
             })
         }
 
-        fn override_row(row: &$row) -> Result<OverrideRow, StoreError> {
-            Ok(OverrideRow {
+        fn key_count(row: &$row) -> Result<KeyCount, StoreError> {
+            Ok(KeyCount {
                 rule: row.try_get("rule")?,
                 key: row.try_get("key")?,
-                limits: decode_limits(row.try_get("limits")?)?,
-                tier: row.try_get("tier")?,
-                updated_at_ms: row.try_get("updated_at_ms")?,
-            })
-        }
-
-        fn tier_row(row: &$row) -> Result<TierRow, StoreError> {
-            Ok(TierRow {
-                name: row.try_get("name")?,
-                limits: decode_limits(row.try_get("limits")?)?,
-                updated_at_ms: row.try_get("updated_at_ms")?,
+                count: row.try_get("total")?,
             })
         }
     };

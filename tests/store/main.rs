@@ -3,7 +3,7 @@
 //! (`DATABASE_URL`; see `support/db.rs` for what happens when it is unset).
 //!
 //! - `usage.rs`: flushes, replays, periods and totals; `violations.rs`: aggregation and filters;
-//! - `admin.rs`: migrations, overrides and tiers.
+//! - `admin.rs`: migrations, config entries, the audit log and the analytics reads.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -82,8 +82,10 @@ store_cases!(
     violation_filters_and_pages,
     usage_for_period_returns_only_that_period,
     usage_totals_returns_only_requested_rows,
-    overrides_round_trip,
-    tiers_round_trip,
+    config_entries_round_trip,
+    audit_log_keeps_newest_first,
+    traffic_sums_into_buckets,
+    top_keys_and_violators,
     empty_batch_is_applied_without_recording_its_id,
     failed_batch_changes_nothing_and_is_permanent,
     large_batch_fits_in_one_flush,
@@ -139,6 +141,7 @@ pub fn batch(id: &str, usage: Vec<UsageDelta>, violations: Vec<ViolationDelta>) 
         id: id.into(),
         usage,
         violations,
+        traffic: Vec::new(),
     }
 }
 

@@ -14,11 +14,10 @@ use sqlx::{PgPool, Row};
 mod upsert;
 
 use super::migrations::{self, TABLE};
-use super::rows::{decode_limits, encode_limits};
 use super::target::target_error;
 use super::{
-    unix_ms, Batch, FlushOutcome, MigrationState, OverrideRow, Store, StoreError, TierRow,
-    UsageKey, UsageRow, ViolationFilter, ViolationRow,
+    unix_ms, AuditRow, Batch, ConfigEntryRow, FlushOutcome, KeyCount, MigrationState, Store,
+    StoreError, TopQuery, TrafficRow, UsageKey, UsageRow, ViolationFilter, ViolationRow,
 };
 
 /// At most this many connections: the store sees one batcher and the admin plane, not traffic.
@@ -107,6 +106,9 @@ impl Store for PgStore {
         }
         if !violations.is_empty() {
             upsert::violations(&mut tx, &violations).await?;
+        }
+        if !batch.traffic.is_empty() {
+            upsert::traffic(&mut tx, &batch.traffic).await?;
         }
         sqlx::query("DELETE FROM flush_batches WHERE flushed_at_ms < $1")
             .bind(now_ms - BATCH_ID_TTL_MS)

@@ -1,5 +1,5 @@
-//! The two statements of a Postgres flush: all usage rows in one upsert, all violation rows in
-//! another, each sending its columns as arrays through `UNNEST`.
+//! The statements of a Postgres flush: all usage rows in one upsert, all violation rows in
+//! another, the per-minute traffic rows in a third, each sending its columns as arrays through `UNNEST`.
 //!
 //! Owns only SQL and the column arrays; runs inside the caller's transaction and must not
 //! commit, roll back or retry. Rows arrive coalesced (one per primary key), which Postgres
@@ -7,7 +7,7 @@
 
 use sqlx::PgConnection;
 
-use crate::store::{StoreError, UsageDelta, ViolationDelta};
+use crate::store::{StoreError, TrafficDelta, UsageDelta, ViolationDelta};
 
 /// Adds each delta's count to its usage row, creating rows that do not exist yet.
 pub(super) async fn usage(
@@ -64,6 +64,30 @@ pub(super) async fn violations(
     .bind(text(|r| &r.path))
     .bind(text(|r| &r.client_ip))
     .bind(text(|r| &r.limit))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds each instance's decision counts to its (rule, minute) row.
+pub(super) async fn traffic(
+    conn: &mut PgConnection,
+    rows: &[TrafficDelta],
+) -> Result<(), StoreError> {
+    let int = |f: fn(&TrafficDelta) -> i64| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO traffic (rule, minute, allowed, denied, shadow_denied)
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
+         ON CONFLICT (rule, minute) DO UPDATE
+         SET allowed = traffic.allowed + excluded.allowed,
+             denied = traffic.denied + excluded.denied,
+             shadow_denied = traffic.shadow_denied + excluded.shadow_denied",
+    )
+    .bind(rows.iter().map(|r| r.rule.as_str()).collect::<Vec<_>>())
+    .bind(int(|r| r.minute))
+    .bind(int(|r| r.counts.allowed))
+    .bind(int(|r| r.counts.denied))
+    .bind(int(|r| r.counts.shadow_denied))
     .execute(conn)
     .await?;
     Ok(())

@@ -16,10 +16,9 @@ use sqlx::{Row, SqlitePool};
 mod upsert;
 
 use super::migrations::{self, TABLE};
-use super::rows::{decode_limits, encode_limits};
 use super::{
-    unix_ms, Batch, FlushOutcome, MigrationState, OverrideRow, Store, StoreError, TierRow,
-    UsageKey, UsageRow, ViolationFilter, ViolationRow,
+    unix_ms, AuditRow, Batch, ConfigEntryRow, FlushOutcome, KeyCount, MigrationState, Store,
+    StoreError, TopQuery, TrafficRow, UsageKey, UsageRow, ViolationFilter, ViolationRow,
 };
 
 /// WAL lets readers (the admin plane) run beside the one writer (the batcher).
@@ -115,6 +114,9 @@ impl Store for SqliteStore {
         }
         if !violations.is_empty() {
             upsert::violations(&mut tx, &violations).await?;
+        }
+        if !batch.traffic.is_empty() {
+            upsert::traffic(&mut tx, &batch.traffic).await?;
         }
         sqlx::query("DELETE FROM flush_batches WHERE flushed_at_ms < ?1")
             .bind(now_ms - BATCH_ID_TTL_MS)

@@ -1,5 +1,5 @@
-//! The two statements of a SQLite flush: all usage rows in one upsert, all violation rows in
-//! another, each reading its rows from one JSON array of arrays through `json_each`.
+//! The statements of a SQLite flush: all usage rows in one upsert, all violation rows in
+//! another, the per-minute traffic rows in a third, each reading its rows from one JSON array of arrays through `json_each`.
 //!
 //! Owns only SQL and the JSON encoding of rows; runs inside the caller's transaction and must not
 //! commit, roll back or retry. One bound parameter per statement keeps a 20k-row batch far from
@@ -9,7 +9,7 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use crate::store::{StoreError, UsageDelta, ViolationDelta};
+use crate::store::{StoreError, TrafficDelta, UsageDelta, ViolationDelta};
 
 /// Rows as a JSON array of arrays (tuples serialize as arrays), read back as `value ->> N`.
 pub(super) fn json<T: Serialize>(rows: &[T]) -> String {
@@ -81,6 +81,33 @@ pub(super) async fn violations(
          SET count = violations.count + excluded.count,
              first_seen_ms = min(violations.first_seen_ms, excluded.first_seen_ms),
              last_seen_ms = max(violations.last_seen_ms, excluded.last_seen_ms)",
+    )
+    .bind(json(&rows))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds each instance's decision counts to its (rule, minute) row.
+pub(super) async fn traffic(
+    conn: &mut SqliteConnection,
+    rows: &[TrafficDelta],
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let c = r.counts;
+            (&r.rule, r.minute, c.allowed, c.denied, c.shadow_denied)
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO traffic (rule, minute, allowed, denied, shadow_denied)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (rule, minute) DO UPDATE
+         SET allowed = traffic.allowed + excluded.allowed,
+             denied = traffic.denied + excluded.denied,
+             shadow_denied = traffic.shadow_denied + excluded.shadow_denied",
     )
     .bind(json(&rows))
     .execute(conn)
