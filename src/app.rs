@@ -11,10 +11,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, AdminState, Readiness};
+use crate::admin::alerts::Alerts;
+use crate::admin::feed::ticker::Ticker;
+use crate::admin::feed::Feed;
+use crate::admin::webhook::Webhook;
+use crate::admin::{self, AdminParts, AdminState, Readiness};
+use crate::config::live::LiveConfig;
 use crate::config::reload::Reloader;
 use crate::config::{Config, Overrides, RuntimeConfig, Settings};
-use crate::limiter::{Clock, Limiter, MonotonicClock, UsageLog};
+use crate::limiter::{Clock, Limiter, MonotonicClock, UsageLog, ViolationTap};
 use crate::proxy::forward;
 use crate::proxy::listener::{self, ConnLimits};
 use crate::proxy::metrics::{ConnMetrics, RouteMetrics};
@@ -22,7 +27,11 @@ use crate::proxy::service::ProxyState;
 use crate::proxy::tls;
 use crate::shutdown::{Shutdown, Tracker};
 use crate::store::startup::StoreTask;
+use crate::store::AnyStore;
 use crate::telemetry::Metrics;
+
+/// Distinct (rule, key) denials the feed's tap holds between its one-second drains.
+const TAP_KEYS: usize = 10_000;
 
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +78,7 @@ pub struct App {
     connections: Tracker,
     readiness: Readiness,
     live: Arc<ArcSwap<RuntimeConfig>>,
+    hub: Arc<LiveConfig>,
     limiter: Arc<Limiter>,
     reloader: Option<Arc<Reloader>>,
     _watcher: Option<notify::RecommendedWatcher>,
@@ -102,12 +112,17 @@ impl App {
             .transpose()
             .map_err(AppError::Setup)?;
         let client = forward::client(&settings.upstream).map_err(AppError::Setup)?;
-        let mut limiter = Limiter::new(opts.clock.clone(), settings.max_keys);
+        let mut limiter = Limiter::new(opts.clock.clone(), settings.max_keys)
+            .with_tap(Arc::new(ViolationTap::new(TAP_KEYS)));
         if settings.database.target.is_some() {
             limiter = limiter.with_usage_log(Arc::new(UsageLog::new()));
         }
         let limiter = Arc::new(limiter);
         let live = Arc::new(ArcSwap::from_pointee(runtime));
+        let hub = Arc::new(LiveConfig::new(live.clone(), opts.metrics.clone(), raw));
+        let store = StoreTask::open(&settings.database)
+            .await
+            .map_err(|e| AppError::Setup(format!("usage store: {e}")))?;
         let state = Arc::new(ProxyState {
             config: live.clone(),
             limiter: limiter.clone(),
@@ -129,11 +144,15 @@ impl App {
             shutdown.subscribe(),
             connections.clone(),
         ));
-        let admin_state = Arc::new(AdminState::new(
-            readiness.clone(),
-            opts.metrics.clone(),
-            limiter.clone(),
-        ));
+        let admin_state = start_admin_plane(
+            &settings,
+            &readiness,
+            &opts.metrics,
+            &limiter,
+            &hub,
+            &store,
+            &shutdown,
+        )?;
         tokio::spawn(admin::serve(
             admin_listener,
             admin_state,
@@ -150,9 +169,8 @@ impl App {
             Arc::new(Reloader::new(
                 path,
                 opts.overrides,
-                live.clone(),
-                opts.metrics.clone(),
-                raw,
+                hub.clone(),
+                &opts.metrics,
             ))
         });
         let watcher = match &reloader {
@@ -164,14 +182,20 @@ impl App {
         let store_stop = Shutdown::default();
         let store_task = start_store(
             &settings,
-            &limiter,
-            &live,
-            &opts.metrics,
-            &store_stop,
+            StoreTask {
+                settings: settings.database.clone(),
+                live: hub.clone(),
+                limiter: limiter.clone(),
+                config: live.clone(),
+                metrics: opts.metrics.clone(),
+                stop: store_stop.clone(),
+                final_deadline: settings.drain_timeout,
+            },
+            store,
             &readiness,
             &shutdown,
         )
-        .await?;
+        .await;
         tracing::info!(proxy = %proxy_addr, admin = %admin_addr, ready = readiness.is_ready(), "tollgate ready");
         Ok(App {
             proxy_addr,
@@ -181,6 +205,7 @@ impl App {
             connections,
             readiness,
             live,
+            hub,
             limiter,
             reloader,
             _watcher: watcher,
@@ -205,6 +230,11 @@ impl App {
 
     pub fn config(&self) -> Arc<ArcSwap<RuntimeConfig>> {
         self.live.clone()
+    }
+
+    /// The config in force with its file and admin-API parts.
+    pub fn live_config(&self) -> Arc<LiveConfig> {
+        self.hub.clone()
     }
 
     pub fn limiter(&self) -> Arc<Limiter> {
@@ -280,42 +310,71 @@ impl App {
     }
 }
 
-/// Opens the store (if any) and starts its task; /ready turns true once usage is rehydrated,
-/// which `build` waits for up to `STORE_READY_WAIT` (the proxy serves either way).
-#[allow(clippy::too_many_arguments)]
+/// Starts the store task (if a store is configured); /ready turns true once stored config
+/// entries are restored and usage is rehydrated, which `build` waits for up to
+/// `STORE_READY_WAIT` (the proxy serves either way).
 async fn start_store(
     settings: &Settings,
-    limiter: &Arc<Limiter>,
-    live: &Arc<ArcSwap<RuntimeConfig>>,
-    metrics: &Metrics,
-    stop: &Shutdown,
+    task: StoreTask,
+    store: Option<Arc<AnyStore>>,
     readiness: &Readiness,
     shutdown: &Shutdown,
-) -> Result<tokio::task::JoinHandle<()>, AppError> {
+) -> tokio::task::JoinHandle<()> {
     const STORE_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-    let task = StoreTask {
-        settings: settings.database.clone(),
-        limiter: limiter.clone(),
-        config: live.clone(),
-        metrics: metrics.clone(),
-        stop: stop.clone(),
-        final_deadline: settings.drain_timeout,
-    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
-    let handle = task
-        .spawn(move |_rows| {
-            if !shutdown.is_triggered() {
-                readiness.set(true);
-            }
-            let _ = tx.send(());
-        })
-        .await
-        .map_err(|e| AppError::Setup(format!("usage store: {e}")))?;
+    let handle = task.spawn(store, move |_rows| {
+        if !shutdown.is_triggered() {
+            readiness.set(true);
+        }
+        let _ = tx.send(());
+    });
     if tokio::time::timeout(STORE_READY_WAIT, rx).await.is_err() {
-        tracing::warn!("usage store not ready yet: /ready stays false until it is");
+        tracing::warn!(store = ?settings.database.target.as_ref().map(ToString::to_string), "usage store not ready yet: /ready stays false until it is");
     }
-    Ok(handle)
+    handle
+}
+
+/// The feed, its ticker, alerts and the webhook, and the admin plane's state over them.
+fn start_admin_plane(
+    settings: &Settings,
+    readiness: &Readiness,
+    metrics: &Metrics,
+    limiter: &Arc<Limiter>,
+    hub: &Arc<LiveConfig>,
+    store: &Option<Arc<AnyStore>>,
+    shutdown: &Shutdown,
+) -> Result<Arc<AdminState>, AppError> {
+    let admin_settings = &settings.admin;
+    let feed = Arc::new(Feed::new(admin_settings.feed.clone()));
+    let alerts = Arc::new(Alerts::new(admin_settings.alerts.clone()));
+    let webhook = admin_settings
+        .alerts
+        .webhook
+        .clone()
+        .map(|w| Webhook::start(w, metrics))
+        .transpose()
+        .map_err(|e| AppError::Setup(format!("alert webhook: {e}")))?;
+    let ticker = Ticker {
+        feed: feed.clone(),
+        limiter: limiter.clone(),
+        config: hub.clone(),
+        metrics: metrics.clone(),
+        alerts: alerts.clone(),
+        webhook,
+        max_keys: settings.max_keys,
+    };
+    tokio::spawn(ticker.run(shutdown.clone()));
+    let parts = AdminParts {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        limiter: limiter.clone(),
+        config: hub.clone(),
+        store: store.clone(),
+        feed,
+        alerts,
+    };
+    Ok(Arc::new(AdminState::new(parts, admin_settings)))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {

@@ -7,15 +7,18 @@
 //!                                       ├── 429/401/400 ── proxy::respond
 //!                                       └── direct response | proxy::forward ──> upstream (pooled)
 //!
-//!  admin port: admin (live, ready, health, metrics)  — reads readiness, metrics, limiter counters
-//!  config:     raw (serde) -> validate (typed) -> reload (SIGHUP / file watch) -> ArcSwap
+//!  admin port: admin (probes, metrics, REST API, WebSocket feed, alerts, dashboard)
+//!              — reads readiness, metrics, the limiter and its tap, the live config, the store
+//!  config:     raw (serde) + admin-API overlay -> validate (typed) -> live (ArcSwap swap),
+//!              on reload (SIGHUP / file watch) or an API change
 //! ```
 //!
 //! - [`proxy`]: the data plane; never waits on a lock, a database or the admin plane.
 //! - [`limiter`]: key extraction, the window algorithm as pure functions of (state, now), the table.
 //! - [`config`]: the file, its validation into typed values, live reload.
-//! - [`admin`]: probes and metrics on their own port.
-//! - [`store`]: usage, violations, overrides and tiers in Postgres or SQLite (not wired yet).
+//! - [`admin`]: probes, metrics, the REST API, the feed, alerts and the dashboard on their own port.
+//! - [`store`]: usage, violations, traffic, API config entries and the audit log, in Postgres or SQLite.
+//! - [`verify`]: `tollgate verify`, the deploy checks against a running admin port.
 //! - [`app`]: binds every listener, wires the planes, runs until shutdown and drains.
 
 pub mod admin;
@@ -26,5 +29,6 @@ pub mod proxy;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod verify;
 
 pub use app::{App, AppError, AppOptions};

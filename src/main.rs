@@ -33,6 +33,9 @@ struct Cli {
     /// Admin bearer token; overrides admin.token.
     #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Read-only admin bearer token; overrides admin.read_token.
+    #[arg(long, env = "TOLLGATE_ADMIN_READ_TOKEN", hide_env_values = true)]
+    admin_read_token: Option<String>,
     /// Quick mode: upstream URL (repeat for round-robin). No config file is read.
     #[arg(long)]
     upstream: Vec<String>,
@@ -66,6 +69,23 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Run the deploy checks against a running instance: health, the config API, the WebSocket
+    /// feed, the store. One line per check; exit 0 if all pass, 1 otherwise.
+    Verify {
+        /// The admin port's base URL, e.g. http://127.0.0.1:9091.
+        #[arg(long)]
+        admin: String,
+        /// A read (or admin) token.
+        #[arg(long, env = "TOLLGATE_VERIFY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// How long the feed may take to send a heartbeat or stats.
+        #[arg(long, default_value = "15s", value_parser = parse_wait)]
+        wait: std::time::Duration,
+    },
+}
+
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(text)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -83,6 +103,7 @@ fn main() -> ExitCode {
         listen: cli.listen.clone(),
         admin_listen: cli.admin_listen.clone(),
         admin_token: cli.admin_token.clone(),
+        admin_read_token: cli.admin_read_token.clone(),
         log: cli.log.clone(),
         workers: cli.workers,
         database_url: cli.database_url.clone(),
@@ -98,6 +119,22 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
                 ExitCode::from(EXIT_CONFIG)
             }
+        };
+    }
+    if let Some(Command::Verify { admin, token, wait }) = &cli.command {
+        let check = tollgate::verify::Verify {
+            admin: admin.clone(),
+            token: token.clone(),
+            wait: *wait,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let passed = runtime.map(|rt| rt.block_on(check.run()));
+        return if matches!(passed, Ok(true)) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
         };
     }
     if let Some(Command::Migrate { status }) = &cli.command {

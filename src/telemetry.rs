@@ -37,6 +37,11 @@ pub const STORE_DROPPED_ROWS: &str = "tollgate_store_dropped_rows_total";
 pub const STORE_DROPPED_COST: &str = "tollgate_store_dropped_usage_total";
 pub const STORE_SYNCS: &str = "tollgate_store_syncs_total";
 pub const STORE_UP: &str = "tollgate_store_up";
+pub const ALERTS: &str = "tollgate_alerts_total";
+pub const ALERTS_FIRING: &str = "tollgate_alerts_firing";
+pub const WEBHOOK_DELIVERIES: &str = "tollgate_alert_webhook_deliveries_total";
+pub const FEED_CLIENTS: &str = "tollgate_feed_clients";
+pub const FEED_DROPPED_CLIENTS: &str = "tollgate_feed_dropped_clients_total";
 
 /// Latency buckets in seconds: 50 µs to 30 s, so both a loopback hop and a slow upstream land
 /// in a real bucket rather than in a summary.
@@ -108,6 +113,9 @@ impl Metrics {
             (STORE_DROPPED_ROWS, "Pending rows dropped because max_pending was reached while the store was failing."),
             (STORE_DROPPED_COST, "Allowed usage (cost) lost with dropped rows."),
             (STORE_SYNCS, "Quota syncs from the store by result (ok, error)."),
+            (ALERTS, "Alert transitions by alert and state (firing, resolved)."),
+            (WEBHOOK_DELIVERIES, "Alert webhook deliveries by result (ok, failed after retries, dropped when the queue was full)."),
+            (FEED_DROPPED_CLIENTS, "WebSocket feed clients dropped for falling behind."),
         ];
         for (name, help) in counters {
             r.describe_counter((*name).into(), None, (*help).into());
@@ -131,6 +139,8 @@ impl Metrics {
                 STORE_UP,
                 "1 when the last store operation succeeded, 0 while it fails.",
             ),
+            (ALERTS_FIRING, "Alerts firing now, by alert."),
+            (FEED_CLIENTS, "WebSocket feed clients connected."),
         ];
         for (name, help) in gauges {
             r.describe_gauge((*name).into(), None, (*help).into());

@@ -270,7 +270,7 @@ async fn environment_variables_override_the_file() {
         .arg("check-config")
         .arg(&path)
         .env("TOLLGATE_LISTEN", "127.0.0.1:0")
-        .env("TOLLGATE_ADMIN_TOKEN", "s3cret")
+        .env("TOLLGATE_ADMIN_TOKEN", "s3cret-admin-token-0123")
         .output()
         .unwrap();
     assert!(

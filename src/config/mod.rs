@@ -5,6 +5,8 @@
 //! hot path reads is in [`RuntimeConfig`], swapped atomically on reload; [`Settings`] are read once
 //! at startup (listeners, pools, the limiter's size).
 
+pub mod live;
+pub mod overlay;
 mod parse;
 mod quick;
 pub mod raw;
@@ -15,10 +17,12 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use parse::duration as parse_duration;
 pub use quick::{quick_config, Overrides};
 pub use raw::RawConfig;
 pub use settings::{
-    AdminSettings, DatabaseSettings, LogSettings, Settings, TlsFiles, UpstreamSettings,
+    AdminSettings, AlertSettings, DatabaseSettings, FeedSettings, LogSettings, Settings, TlsFiles,
+    UpstreamSettings, WebhookSettings,
 };
 pub use validate::{validate, RuntimeConfig};
 

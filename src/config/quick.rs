@@ -39,12 +39,13 @@ pub fn quick_config(
 }
 
 /// Settings that the environment or flags override over the file (TOLLGATE_LISTEN,
-/// TOLLGATE_ADMIN_LISTEN, TOLLGATE_ADMIN_TOKEN, TOLLGATE_LOG). Applied at startup and on every reload.
+/// TOLLGATE_ADMIN_LISTEN, TOLLGATE_ADMIN_TOKEN, TOLLGATE_ADMIN_READ_TOKEN, TOLLGATE_LOG). Applied at startup and on every reload.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub admin_token: Option<String>,
+    pub admin_read_token: Option<String>,
     pub log: Option<String>,
     pub workers: Option<usize>,
     /// DATABASE_URL (or --database-url): the Postgres store when the file names none.
@@ -61,6 +62,9 @@ impl Overrides {
         }
         if let Some(v) = &self.admin_token {
             raw.admin.token = Some(v.clone());
+        }
+        if let Some(v) = &self.admin_read_token {
+            raw.admin.read_token = Some(v.clone());
         }
         if let Some(v) = &self.log {
             raw.log.level = Some(v.clone());

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -70,14 +70,62 @@ pub struct RawTls {
     pub key: String,
 }
 
-/// The admin listener (probes and metrics).
+/// The admin listener: probes, metrics, the REST API, the feed and the dashboard.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     /// Default 127.0.0.1:9091. A non-loopback address requires `token`.
     pub listen: Option<String>,
-    /// Bearer token for the admin API. Prefer TOLLGATE_ADMIN_TOKEN to writing it here.
+    /// Bearer token of the admin role (read and write). Prefer TOLLGATE_ADMIN_TOKEN.
     pub token: Option<String>,
+    /// Bearer token of the read role (GET only). Prefer TOLLGATE_ADMIN_READ_TOKEN.
+    pub read_token: Option<String>,
+    /// Require a token (read or admin) on /metrics. Default false.
+    pub metrics_require_token: Option<bool>,
+    /// Origins (`scheme://host[:port]`) whose pages may open the WebSocket feed, beside the admin
+    /// port's own. Default none.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub feed: RawFeed,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// The WebSocket feed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeed {
+    /// How often a `stats` message goes out. Default "5s".
+    pub stats_interval: Option<String>,
+    /// How often a `heartbeat` (and a ping) goes out. Default "10s".
+    pub heartbeat_interval: Option<String>,
+    /// Messages a client may fall behind before it is dropped. Default 256.
+    pub buffer: Option<usize>,
+    /// Clients connected at once; more get 503. Default 64.
+    pub max_clients: Option<usize>,
+}
+
+/// Alert rules; each fires once past its threshold and resolves once back under it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Denials per minute over every rule. Default 100; 0 turns it off.
+    pub violations_per_minute: Option<u64>,
+    /// Upstream failures as a percentage of forwarded requests, over a minute. Default 1.0; 0 off.
+    pub upstream_error_percent: Option<f64>,
+    /// The oldest unwritten usage older than this, or flushes failing that long. Default "30s".
+    pub flush_lag: Option<String>,
+    /// Tracked keys as a percentage of `limits.max_keys`. Default 80; 0 off.
+    pub tracked_keys_percent: Option<f64>,
+    /// Alert when a key is denied for the first time (per rule, once per hour). Default true.
+    pub new_blocked_key: Option<bool>,
+    /// POST each alert as JSON to this http(s) URL. Default none.
+    pub webhook_url: Option<String>,
+    /// Deadline of one webhook attempt. Default "5s".
+    pub webhook_timeout: Option<String>,
+    /// Attempts after the first. Default 3, with backoff from 1 s.
+    pub webhook_retries: Option<u32>,
 }
 
 /// Defaults for every upstream.
@@ -217,7 +265,7 @@ pub struct RawDirect {
 }
 
 /// One rule: a key and its limits.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub name: String,
@@ -241,7 +289,7 @@ pub struct RawRule {
 }
 
 /// A per-key override: a tier or explicit limits.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOverride {
     /// The key as the rule sees it (composite parts joined by `|`).

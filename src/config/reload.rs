@@ -1,30 +1,28 @@
 //! Live reload: SIGHUP, a change in the config file's directory (notify; Kubernetes swaps
 //! ConfigMaps by symlink, so the directory is watched, not the file), or a call to `reload()`.
 //!
-//! A reload parses, validates and swaps off the hot path. An invalid file is logged and counted,
+//! A reload parses the file and hands it to [`LiveConfig`], which lays the admin API's entries
+//! over it, validates the whole and swaps, off the hot path. An invalid file is logged and counted,
 //! and the old config stays in force. Limiter counters live in the limiter, keyed by rule name, so
 //! rules that survive a reload keep their counts.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use metrics::Counter;
 use notify::{RecursiveMode, Watcher};
 
+use super::live::LiveConfig;
 use super::quick::Overrides;
-use super::{read_raw, validate, ConfigErrors, RawConfig, RuntimeConfig};
+use super::{read_raw, ConfigErrors, RawConfig};
 use crate::telemetry::{Metrics, RELOADS};
 
 /// Reloads one file into the live config.
 pub struct Reloader {
     path: PathBuf,
     overrides: Overrides,
-    live: Arc<ArcSwap<RuntimeConfig>>,
-    metrics: Metrics,
-    /// The raw config in force, to spot startup-only changes and skip no-op events.
-    current: Mutex<RawConfig>,
+    live: Arc<LiveConfig>,
     ok: Counter,
     failed: Counter,
 }
@@ -33,9 +31,8 @@ impl Reloader {
     pub fn new(
         path: PathBuf,
         overrides: Overrides,
-        live: Arc<ArcSwap<RuntimeConfig>>,
-        metrics: Metrics,
-        current: RawConfig,
+        live: Arc<LiveConfig>,
+        metrics: &Metrics,
     ) -> Self {
         let ok = metrics.counter(RELOADS, &[("result", "success")]);
         let failed = metrics.counter(RELOADS, &[("result", "failure")]);
@@ -43,8 +40,6 @@ impl Reloader {
             path,
             overrides,
             live,
-            metrics,
-            current: Mutex::new(current),
             ok,
             failed,
         }
@@ -74,18 +69,14 @@ impl Reloader {
     fn try_reload(&self) -> Result<bool, ConfigErrors> {
         let origin = self.path.display().to_string();
         let raw = read_raw(&self.path, &self.overrides)?;
-        let mut current = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *current == raw {
-            return Ok(false);
+        let new = raw.clone();
+        match self.live.set_file(raw, &origin)? {
+            None => Ok(false),
+            Some(old) => {
+                warn_startup_only(&old, &new);
+                Ok(true)
+            }
         }
-        let config = validate(raw.clone(), &origin, &self.metrics)?;
-        warn_startup_only(&current, &raw);
-        self.live.store(Arc::new(config.runtime));
-        *current = raw;
-        Ok(true)
     }
 
     /// Watch the file's directory and reload on change until the returned watcher is dropped.

@@ -49,15 +49,69 @@ pub struct TlsFiles {
 #[derive(Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
-    /// Never printed: Debug redacts it.
+    /// The admin role's token. Never printed: Debug redacts it.
     pub token: Option<String>,
+    /// The read role's token. Never printed.
+    pub read_token: Option<String>,
+    pub metrics_require_token: bool,
+    /// Normalized `scheme://host[:port]`, lowercase.
+    pub allowed_origins: Vec<String>,
+    pub feed: FeedSettings,
+    pub alerts: AlertSettings,
 }
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("AdminSettings")
             .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &redact(&self.token))
+            .field("read_token", &redact(&self.read_token))
+            .field("metrics_require_token", &self.metrics_require_token)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("feed", &self.feed)
+            .field("alerts", &self.alerts)
+            .finish()
+    }
+}
+
+/// The WebSocket feed.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    pub stats_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub buffer: usize,
+    pub max_clients: usize,
+}
+
+/// Alert thresholds; `None` turns an alert off.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub violations_per_minute: Option<u64>,
+    /// A fraction (0.01 = 1%).
+    pub upstream_error_rate: Option<f64>,
+    pub flush_lag: Duration,
+    /// A fraction of max_keys.
+    pub tracked_keys_ratio: Option<f64>,
+    pub new_blocked_key: bool,
+    pub webhook: Option<WebhookSettings>,
+}
+
+/// Where alerts are POSTed.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub url: http::Uri,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    /// Prints the host only: hook URLs often carry a secret in their path.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("host", &self.url.host())
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
             .finish()
     }
 }

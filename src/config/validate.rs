@@ -19,6 +19,7 @@ use crate::proxy::respond::DenySettings;
 use crate::proxy::route::RouteTable;
 use crate::telemetry::Metrics;
 
+mod admin;
 mod jwt;
 mod limits;
 mod routes;

@@ -19,7 +19,7 @@ use super::rule::{Limits, Window};
 use super::window::Slot;
 
 /// The counters of one `(rule, key)`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The key's display, for the admin plane and for telling entries apart in `reset_key`.
     pub key: KeyText,

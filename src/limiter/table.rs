@@ -55,6 +55,7 @@ use super::decision::{Check, Decision};
 use super::entry::Entry;
 use super::key::{overflow_hash, DisplayBuf, Key, OVERFLOW};
 use super::rule::Rule;
+use super::tap::ViolationTap;
 use super::usage::UsageLog;
 use super::window::Slot;
 
@@ -103,6 +104,8 @@ pub struct Limiter {
     overflowed: AtomicU64,
     /// Where allowed usage is recorded for the store; `None` keeps nothing beyond the counters.
     pub(super) usage: Option<Arc<UsageLog>>,
+    /// Where denials are tapped for the admin feed; `None` taps nothing.
+    tap: Option<Arc<ViolationTap>>,
 }
 
 impl Limiter {
@@ -117,7 +120,19 @@ impl Limiter {
             evictions: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
             usage: None,
+            tap: None,
         }
+    }
+
+    /// Taps every denial (and shadow denial) into `tap`, for the admin feed.
+    pub fn with_tap(mut self, tap: Arc<ViolationTap>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// The violation tap, if any.
+    pub fn tap(&self) -> Option<&Arc<ViolationTap>> {
+        self.tap.as_ref()
     }
 
     /// Records every allowed request's usage in `log`, for the write-behind store.

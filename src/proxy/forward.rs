@@ -29,9 +29,24 @@ pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 /// Build the client: connect timeout, pool limits, TLS roots.
 pub fn client(settings: &UpstreamSettings) -> Result<UpstreamClient, String> {
+    let connector = https_connector(settings.ca_file.as_deref(), settings.connect_timeout)?;
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(settings.pool_idle_timeout)
+        .pool_max_idle_per_host(settings.pool_max_idle)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
+}
+
+/// An http/https connector trusting the webpki roots plus `ca_file` (also used by the alert
+/// webhook, so both speak TLS the same way).
+pub fn https_connector(
+    ca_file: Option<&std::path::Path>,
+    connect_timeout: std::time::Duration,
+) -> Result<HttpsConnector<HttpConnector>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &settings.ca_file {
+    if let Some(path) = ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
         for cert in certs {
@@ -51,18 +66,12 @@ pub fn client(settings: &UpstreamSettings) -> Result<UpstreamClient, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(settings.connect_timeout));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    http.set_connect_timeout(Some(connect_timeout));
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(settings.pool_idle_timeout)
-        .pool_max_idle_per_host(settings.pool_max_idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector))
+        .wrap_connector(http))
 }
 
 /// What a forward needs besides the request.

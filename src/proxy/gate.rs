@@ -15,7 +15,7 @@ use super::route::Route;
 use crate::config::RuntimeConfig;
 use crate::limiter::extract::{OnMissing, RequestView};
 use crate::limiter::usage::Sample;
-use crate::limiter::{Check, Decision, DisplayBuf, Key, Limiter, UsageLog, ANONYMOUS};
+use crate::limiter::{Check, Decision, DisplayBuf, Key, Limiter, ANONYMOUS};
 
 /// The outcome of the limit step.
 pub enum Gate {
@@ -82,16 +82,13 @@ pub fn gate(
     }
     let decision = limiter.check(&checks);
     count(route, &checks, &decision);
-    if let Some(log) = limiter.usage_log() {
-        let denied = match &decision {
-            Decision::Deny { check, window, .. } => Some((*check, *window, false)),
-            Decision::Allow { shadow_denied, .. } => shadow_denied.map(|(c, w)| (c, w, true)),
-        };
-        if let Some((check, window, shadow)) = denied {
-            let c = &checks[usize::from(check)];
-            let now_ms = limiter.now_ms();
-            record_violation(log, c, window, shadow, parts, client_ip, now_ms);
-        }
+    let denied = match &decision {
+        Decision::Deny { check, window, .. } => Some((*check, *window, false)),
+        Decision::Allow { shadow_denied, .. } => shadow_denied.map(|(c, w)| (c, w, true)),
+    };
+    if let Some((check, window, shadow)) = denied {
+        let c = &checks[usize::from(check)];
+        record_violation(limiter, c, window, shadow, parts, client_ip);
     }
     match decision {
         Decision::Allow {
@@ -119,23 +116,25 @@ pub fn gate(
     }
 }
 
-/// Counts a denial (or a shadow rule's would-be denial) in the usage log, with a sample of the
-/// request for the first of its minute.
+/// Counts a denial (or a shadow rule's would-be denial) in the usage log and the admin feed's
+/// tap, each with a sample of the request for the first of its minute (log) or second (tap).
 fn record_violation(
-    log: &UsageLog,
+    limiter: &Limiter,
     c: &Check,
     window: u8,
     shadow: bool,
     parts: &Parts,
     client_ip: IpAddr,
-    now_ms: u64,
 ) {
-    // On the stack: a denial formats its key without allocating (the log copies it only for
-    // the first denial of a key in a minute).
+    if limiter.usage_log().is_none() && limiter.tap().is_none() {
+        return;
+    }
+    // On the stack: a denial formats its key without allocating (the log and the tap copy it
+    // only for the first denial of a key in their period).
     let mut display = DisplayBuf::default();
     display.fill(&c.key);
     let key = display.as_str();
-    log.violation(&c.rule.name, key, now_ms, shadow, || {
+    let sample = || {
         let limit = c
             .rule
             .limits_for(key)
@@ -150,7 +149,13 @@ fn record_violation(
             client_ip: client_ip.to_string(),
             limit,
         }
-    });
+    };
+    if let Some(log) = limiter.usage_log() {
+        log.violation(&c.rule.name, key, limiter.now_ms(), shadow, sample);
+    }
+    if let Some(tap) = limiter.tap() {
+        tap.record(&c.rule.name, key, shadow, sample);
+    }
 }
 
 fn stop(e: ProxyError) -> Gate {

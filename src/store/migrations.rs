@@ -90,6 +90,7 @@ mod tests {
         assert!(states.iter().all(|s| !s.applied));
         let text = format_status(&states);
         assert!(text.starts_with("0001 pending  initial\n"), "{text}");
-        assert!(text.ends_with("1 of 1 migrations pending\n"), "{text}");
+        assert!(text.contains("0002 pending  admin\n"), "{text}");
+        assert!(text.ends_with("2 of 2 migrations pending\n"), "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! Bringing the store up: migrations, rehydration of current quota usage, then the flusher.
 //!
-//! Owns the order of a start: migrate (unless disabled), load the current period of every
+//! Owns the order of a start: migrate (unless disabled), lay the stored admin-API config entries
+//! over the file's config, load the current period of every
 //! quota (and the current and previous hour, for one-hour windows) into the limiter, report
 //! readiness, then flush until shutdown. A database that is down at start is retried with
 //! backoff: the proxy already serves (on in-memory counts), and readiness waits.
@@ -13,6 +14,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::{connect, AnyStore, Flusher, Store, StoreError};
+use crate::config::live::LiveConfig;
+use crate::config::overlay::Entry;
 use crate::config::{DatabaseSettings, RuntimeConfig};
 use crate::limiter::quota::kind_name;
 use crate::limiter::usage::HOUR_MS;
@@ -31,6 +34,29 @@ pub async fn prepare<S: Store>(
         store.migrate().await?;
     }
     rehydrate(store, limiter, config).await
+}
+
+/// Lays the config entries made through the admin API (and stored) over the file's config.
+/// An entry that no longer validates (its rule left the file, say) is skipped and logged.
+pub async fn restore_entries<S: Store>(store: &S, live: &LiveConfig) -> Result<usize, StoreError> {
+    let rows = store.list_config_entries().await?;
+    let mut entries = Vec::new();
+    for row in &rows {
+        let parsed = serde_json::from_str(&row.body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Entry::from_json(&v).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(entry) => entries.push(entry),
+            Err(e) => {
+                tracing::error!(id = row.id, error = %e, "stored config entry unreadable; skipped")
+            }
+        }
+    }
+    let count = entries.len();
+    for (id, e) in live.restore(entries) {
+        tracing::error!(id, error = %e, "stored config entry no longer valid; skipped");
+    }
+    Ok(count)
 }
 
 /// Loads every stored row of the periods current now into the limiter.
@@ -84,6 +110,8 @@ fn current_periods(config: &RuntimeConfig, now_ms: u64) -> BTreeSet<(&'static st
 /// What the store task needs from the app.
 pub struct StoreTask {
     pub settings: DatabaseSettings,
+    /// Where stored admin-API config entries are restored.
+    pub live: Arc<LiveConfig>,
     pub limiter: Arc<Limiter>,
     pub config: Arc<ArcSwap<RuntimeConfig>>,
     pub metrics: Metrics,
@@ -94,19 +122,30 @@ pub struct StoreTask {
 }
 
 impl StoreTask {
-    /// Opens the store (a SQLite file that cannot be opened fails here), then in the
-    /// background: prepare with retries, call `ready`, and flush until stopped.
-    pub async fn spawn(
-        self,
-        ready: impl FnOnce(usize) + Send + 'static,
-    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
-        let Some(target) = self.settings.target.clone() else {
-            ready(0);
-            return Ok(tokio::spawn(async {}));
+    /// Opens the configured store (a SQLite file that cannot be opened fails here); `None`
+    /// when usage stays in memory.
+    pub async fn open(settings: &DatabaseSettings) -> Result<Option<Arc<AnyStore>>, StoreError> {
+        let Some(target) = &settings.target else {
+            return Ok(None);
         };
-        let store = Arc::new(connect(&target).await?);
+        let store = Arc::new(connect(target).await?);
         tracing::info!(store = %target, "usage store opened");
-        Ok(tokio::spawn(self.run(store, ready)))
+        Ok(Some(store))
+    }
+
+    /// In the background: prepare with retries, call `ready`, and flush until stopped.
+    pub fn spawn(
+        self,
+        store: Option<Arc<AnyStore>>,
+        ready: impl FnOnce(usize) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        match store {
+            Some(store) => tokio::spawn(self.run(store, ready)),
+            None => {
+                ready(0);
+                tokio::spawn(async {})
+            }
+        }
     }
 
     async fn run(self, store: Arc<AnyStore>, ready: impl FnOnce(usize)) {
@@ -121,9 +160,18 @@ impl StoreTask {
         };
         let mut backoff = Duration::from_millis(250);
         loop {
-            let config = self.config.load_full();
             let migrate = self.settings.migrate_on_start;
-            match prepare(&*store, migrate, &self.limiter, &config).await {
+            let restored = async {
+                if migrate {
+                    store.migrate().await?;
+                }
+                restore_entries(&*store, &self.live).await
+            };
+            let prepared = match restored.await {
+                Ok(_) => prepare(&*store, false, &self.limiter, &self.config.load_full()).await,
+                Err(e) => Err(e),
+            };
+            match prepared {
                 Ok(rows) => {
                     tracing::info!(rows, "usage rehydrated from the store");
                     ready(rows);

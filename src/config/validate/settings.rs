@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use super::super::parse;
 use super::super::raw::RawConfig;
-use super::super::settings::{
-    AdminSettings, DatabaseSettings, LogSettings, Settings, TlsFiles, UpstreamSettings,
-};
+use super::super::settings::{DatabaseSettings, LogSettings, Settings, TlsFiles, UpstreamSettings};
 use super::{addr, Errors};
 use crate::store::StoreTarget;
 use crate::telemetry::LogFormat;
 
 /// A duration that must be greater than zero (every timer here would spin or panic on zero).
-fn dur(errs: &mut Errors, field: &str, value: &Option<String>, default: u64) -> Duration {
+pub(super) fn dur(
+    errs: &mut Errors,
+    field: &str,
+    value: &Option<String>,
+    default: u64,
+) -> Duration {
     let Some(v) = value else {
         return Duration::from_secs(default);
     };
@@ -45,7 +48,7 @@ fn positive(
 pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
     let s = &raw.server;
     let listen = addr(errs, "server.listen", s.listen.as_deref(), "127.0.0.1:8080");
-    let admin = admin(raw, errs);
+    let admin = super::admin::admin(raw, errs);
     let header_timeout = dur(errs, "server.header_timeout", &s.header_timeout, 10);
     let idle_timeout = dur(errs, "server.idle_timeout", &s.idle_timeout, 60);
     let settings = Settings {
@@ -80,23 +83,6 @@ pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
         database: database(raw, errs),
     };
     Some(settings)
-}
-
-fn admin(raw: &RawConfig, errs: &mut Errors) -> Option<AdminSettings> {
-    let listen = addr(
-        errs,
-        "admin.listen",
-        raw.admin.listen.as_deref(),
-        "127.0.0.1:9091",
-    )?;
-    let token = raw.admin.token.clone().filter(|t| !t.is_empty());
-    if !listen.ip().is_loopback() && token.is_none() {
-        errs.push(
-            "admin.listen",
-            format!("{listen} is not a loopback address: set admin.token (or TOLLGATE_ADMIN_TOKEN) before exposing the admin port"),
-        );
-    }
-    Some(AdminSettings { listen, token })
 }
 
 fn upstream(raw: &RawConfig, errs: &mut Errors) -> UpstreamSettings {
