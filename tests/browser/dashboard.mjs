@@ -217,7 +217,11 @@ async function main() {
     await openTab('keys');
     await page.fill('#keys-prefix', 'load-1');
     await page.click('#keys-search');
-    await page.locator('#keys-table tbody tr[data-key]').first().waitFor({ timeout: WAIT });
+    // The tab first shows the top 20 of every key; wait for the search's answer to replace it.
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#keys-table tbody tr[data-key]')];
+      return rows.length > 0 && rows.every((r) => r.dataset.key.startsWith('load-1'));
+    }, null, { timeout: WAIT });
     const keys = await page.locator('#keys-table tbody tr[data-key]').evaluateAll((trs) => trs.map((t) => t.dataset.key));
     expect(keys.every((k) => k.startsWith('load-1')), `rows outside the prefix: ${keys}`);
     expect(keys.includes('load-1') && keys.includes('load-10'), `expected load-1 and load-10 among ${keys}`);
@@ -314,7 +318,10 @@ async function main() {
 
 // Put a tab in its most telling state before its screenshot.
 const SHOT_SETUP = {
-  keys: () => page.click('#keys-top'),
+  keys: async () => {
+    await page.fill('#keys-prefix', '');
+    await page.click('#keys-top');
+  },
   violations: async () => {
     await page.fill('#violations-key', '');
     await page.click('#violations-apply');

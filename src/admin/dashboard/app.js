@@ -26,7 +26,8 @@ async function signIn(token) {
   $('#session').hidden = false;
   setRole();
   feed.start();
-  showTab(location.hash.slice(1) in TABS ? location.hash.slice(1) : 'overview');
+  const linked = location.hash.slice(1);
+  showTab(Object.hasOwn(TABS, linked) ? linked : 'overview');
   alerts.show(); // loads active alerts for the tab's count
 }
 
@@ -71,7 +72,7 @@ on('read-only', setRole);
 // ------------------------------------------------------------------ tabs
 
 function showTab(name) {
-  if (!(name in TABS)) return;
+  if (!Object.hasOwn(TABS, name)) return;
   current = name;
   for (const btn of document.querySelectorAll('[data-tab]')) {
     const selected = btn.dataset.tab === name;

@@ -188,9 +188,9 @@ async function loadKeys() {
   const p = new URLSearchParams();
   const rule = $('#keys-rule').value;
   if (rule) p.set('rule', rule);
+  if (keyQuery.prefix) p.set('prefix', keyQuery.prefix);
   if (keyQuery.mode === 'top') p.set('top', '20');
   else {
-    if (keyQuery.prefix) p.set('prefix', keyQuery.prefix);
     p.set('limit', PAGE);
     p.set('offset', keyQuery.offset);
   }
@@ -247,12 +247,14 @@ async function reset(k) {
 
 export const keys = {
   init() {
-    $('#keys-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      Object.assign(keyQuery, { mode: 'search', prefix: $('#keys-prefix').value.trim(), offset: 0 });
+    // Search lists every key under the prefix, a page at a time; Top 20 the busiest under it.
+    const start = (mode) => {
+      Object.assign(keyQuery, { mode, prefix: $('#keys-prefix').value.trim(), offset: 0 });
+      $('#keys-msg').textContent = '';
       loadKeys();
-    });
-    $('#keys-top').addEventListener('click', () => { keyQuery.mode = 'top'; loadKeys(); });
+    };
+    $('#keys-form').addEventListener('submit', (e) => { e.preventDefault(); start('search'); });
+    $('#keys-top').addEventListener('click', () => start('top'));
     $('#keys-prev').addEventListener('click', () => { keyQuery.offset = Math.max(0, keyQuery.offset - PAGE); loadKeys(); });
     $('#keys-next').addEventListener('click', () => { keyQuery.offset += PAGE; loadKeys(); });
   },
