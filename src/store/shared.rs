@@ -1,10 +1,71 @@
-//! SQL that reads the same on Postgres and SQLite, written once: the admin-plane methods
+//! SQL that reads the same on Postgres and SQLite, written once: the flush transaction, the
+//! period read, the admin-plane methods
 //! of [`Store`](super::Store) and the row readers. Both dialects take `$1`-style parameters
 //! (SQLite reads `$1` as a named parameter, bound by position in order of appearance, which is
 //! why each appears once and in order).
 //!
 //! Owns no state; each store module expands these macros inside its own impl, with its own pool
 //! and row type, so the generated code is as if written out twice.
+
+/// `flush` and `usage_for_period`, for an `impl Store` whose type has a `pool` field and whose
+/// module has `upsert::{usage, violations, traffic}` and `BATCH_ID_TTL_MS`. The tokens are how
+/// the transaction begins (`begin()`, or SQLite's `begin_with("BEGIN IMMEDIATE")`).
+macro_rules! flush_methods {
+    ($($begin:tt)*) => {
+        async fn flush(&self, batch: &Batch) -> Result<FlushOutcome, StoreError> {
+            if batch.is_empty() {
+                return Ok(FlushOutcome::Applied);
+            }
+            let now_ms = unix_ms();
+            let mut tx = self.pool.$($begin)*.await?;
+            let claimed = sqlx::query(
+                "INSERT INTO flush_batches (batch_id, flushed_at_ms) VALUES ($1, $2)
+                 ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+            )
+            .bind(&batch.id)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if claimed.is_none() {
+                tx.rollback().await?;
+                return Ok(FlushOutcome::AlreadyApplied);
+            }
+            let (usage, violations) = batch.coalesced();
+            if !usage.is_empty() {
+                upsert::usage(&mut tx, &usage, now_ms).await?;
+            }
+            if !violations.is_empty() {
+                upsert::violations(&mut tx, &violations).await?;
+            }
+            if !batch.traffic.is_empty() {
+                upsert::traffic(&mut tx, &batch.traffic).await?;
+            }
+            sqlx::query("DELETE FROM flush_batches WHERE flushed_at_ms < $1")
+                .bind(now_ms - BATCH_ID_TTL_MS)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(FlushOutcome::Applied)
+        }
+
+        async fn usage_for_period(
+            &self,
+            period: &str,
+            period_start: i64,
+        ) -> Result<Vec<UsageRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT rule, key, period, period_start, count FROM usage
+                 WHERE period = $1 AND period_start = $2",
+            )
+            .bind(period)
+            .bind(period_start)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(usage_row).collect()
+        }
+    };
+}
+pub(super) use flush_methods;
 
 /// The admin-plane methods (config entries, audit log, analytics reads), for an `impl Store`
 /// whose type has a `pool` field.

@@ -103,32 +103,26 @@ async fn the_document_matches_real_responses() {
     .await;
     assert_eq!(del.status, 200);
     check(&doc, d, "delete", &del);
-    check(
-        &doc,
-        d,
-        "delete",
-        &call(
-            &t,
-            "DELETE",
-            "/api/admin/quotas/config/rule%3Aapi",
-            ADMIN,
-            None,
-        )
-        .await,
-    );
-    check(
-        &doc,
-        d,
-        "delete",
-        &call(
-            &t,
-            "DELETE",
-            "/api/admin/quotas/config/rule%3Anope",
-            ADMIN,
-            None,
-        )
-        .await,
-    );
+    let file_only = call(
+        &t,
+        "DELETE",
+        "/api/admin/quotas/config/rule%3Aapi",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(file_only.status, 409);
+    check(&doc, d, "delete", &file_only);
+    let unknown = call(
+        &t,
+        "DELETE",
+        "/api/admin/quotas/config/rule%3Anope",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    check(&doc, d, "delete", &unknown);
 
     let u = "/api/admin/quotas/usage";
     assert_eq!(
@@ -137,7 +131,12 @@ async fn the_document_matches_real_responses() {
             .json()["total"],
         1
     );
-    checked(&t, &doc, "GET", u, "?limit=nope", READ, None).await;
+    assert_eq!(
+        checked(&t, &doc, "GET", u, "?limit=nope", READ, None)
+            .await
+            .status,
+        400
+    );
     eventually("violations stored", || async {
         let v = call(&t, "GET", "/api/admin/quotas/violations", READ, None)
             .await
@@ -156,16 +155,20 @@ async fn the_document_matches_real_responses() {
     )
     .await;
     assert_eq!(v.json()["items"][0]["count"], 2);
-    checked(
-        &t,
-        &doc,
-        "GET",
-        "/api/admin/quotas/violations",
-        "?shadow=maybe",
-        READ,
-        None,
-    )
-    .await;
+    assert_eq!(
+        checked(
+            &t,
+            &doc,
+            "GET",
+            "/api/admin/quotas/violations",
+            "?shadow=maybe",
+            READ,
+            None,
+        )
+        .await
+        .status,
+        400
+    );
     let a = checked(
         &t,
         &doc,
@@ -177,16 +180,20 @@ async fn the_document_matches_real_responses() {
     )
     .await;
     assert_eq!(a.status, 200);
-    checked(
-        &t,
-        &doc,
-        "GET",
-        "/api/admin/quotas/analytics",
-        "?bucket=1s",
-        READ,
-        None,
-    )
-    .await;
+    assert_eq!(
+        checked(
+            &t,
+            &doc,
+            "GET",
+            "/api/admin/quotas/analytics",
+            "?bucket=1s",
+            READ,
+            None,
+        )
+        .await
+        .status,
+        400
+    );
     let r = checked(
         &t,
         &doc,
@@ -198,17 +205,31 @@ async fn the_document_matches_real_responses() {
     )
     .await;
     assert_eq!(r.json()["reset"], 1);
-    checked(
-        &t,
-        &doc,
-        "POST",
-        "/api/admin/quotas/reset",
-        "",
-        ADMIN,
-        Some(json!({"key": "k", "rule": "x"})),
-    )
-    .await;
-    checked(&t, &doc, "GET", "/api/admin/quotas/alerts", "", READ, None).await;
-    checked(&t, &doc, "GET", "/api/ws/health", "", READ, None).await;
+    assert_eq!(
+        checked(
+            &t,
+            &doc,
+            "POST",
+            "/api/admin/quotas/reset",
+            "",
+            ADMIN,
+            Some(json!({"key": "k", "rule": "x"})),
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        checked(&t, &doc, "GET", "/api/admin/quotas/alerts", "", READ, None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        checked(&t, &doc, "GET", "/api/ws/health", "", READ, None)
+            .await
+            .status,
+        200
+    );
     t.stop().await;
 }

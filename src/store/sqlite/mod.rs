@@ -88,59 +88,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn flush(&self, batch: &Batch) -> Result<FlushOutcome, StoreError> {
-        if batch.is_empty() {
-            return Ok(FlushOutcome::Applied);
-        }
-        let now_ms = unix_ms();
-        // IMMEDIATE takes the write lock up front, so a second writer waits out the busy
-        // timeout instead of failing when it upgrades a read snapshot.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = sqlx::query(
-            "INSERT INTO flush_batches (batch_id, flushed_at_ms) VALUES (?1, ?2)
-             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
-        )
-        .bind(&batch.id)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            tx.rollback().await?;
-            return Ok(FlushOutcome::AlreadyApplied);
-        }
-        let (usage, violations) = batch.coalesced();
-        if !usage.is_empty() {
-            upsert::usage(&mut tx, &usage, now_ms).await?;
-        }
-        if !violations.is_empty() {
-            upsert::violations(&mut tx, &violations).await?;
-        }
-        if !batch.traffic.is_empty() {
-            upsert::traffic(&mut tx, &batch.traffic).await?;
-        }
-        sqlx::query("DELETE FROM flush_batches WHERE flushed_at_ms < ?1")
-            .bind(now_ms - BATCH_ID_TTL_MS)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(FlushOutcome::Applied)
-    }
-
-    async fn usage_for_period(
-        &self,
-        period: &str,
-        period_start: i64,
-    ) -> Result<Vec<UsageRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT rule, key, period, period_start, count FROM usage
-             WHERE period = ?1 AND period_start = ?2",
-        )
-        .bind(period)
-        .bind(period_start)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(usage_row).collect()
-    }
+    // SQLite: IMMEDIATE takes the write lock up front, so a second writer waits out the busy
+    // timeout instead of failing when it upgrades a read snapshot.
+    super::shared::flush_methods!(begin_with("BEGIN IMMEDIATE"));
 
     async fn usage_totals(&self, keys: &[UsageKey]) -> Result<Vec<UsageRow>, StoreError> {
         if keys.is_empty() {
