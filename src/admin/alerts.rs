@@ -155,6 +155,15 @@ impl Alerts {
         (active, state.history.iter().cloned().collect())
     }
 
+    /// How many alerts of rule `name` are firing.
+    pub fn firing(&self, name: &str) -> usize {
+        self.lock()
+            .active
+            .keys()
+            .filter(|(n, _)| *n == name)
+            .count()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

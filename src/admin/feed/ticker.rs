@@ -94,6 +94,7 @@ impl Ticker {
         // The last minute, one slot per second: for rates over a minute.
         let mut minute: VecDeque<Totals> = VecDeque::with_capacity(61);
         minute.push_back(stats_base.1);
+        let clients = self.metrics.gauge(t::FEED_CLIENTS, &[]);
         loop {
             tokio::select! {
                 _ = second.tick() => {}
@@ -126,9 +127,7 @@ impl Ticker {
                 );
                 next_heartbeat = advance(next_heartbeat, now, settings.heartbeat_interval);
             }
-            self.metrics
-                .gauge(t::FEED_CLIENTS, &[])
-                .set(self.feed.clients() as f64);
+            clients.set(self.feed.clients() as f64);
         }
     }
 
@@ -207,13 +206,7 @@ impl Ticker {
         self.metrics
             .counter(t::ALERTS, &[("alert", alert.name), ("state", alert.state)])
             .increment(1);
-        let firing = self
-            .alerts
-            .list()
-            .0
-            .iter()
-            .filter(|a| a.name == alert.name)
-            .count();
+        let firing = self.alerts.firing(alert.name);
         self.metrics
             .gauge(t::ALERTS_FIRING, &[("alert", alert.name)])
             .set(firing as f64);
