@@ -48,6 +48,12 @@ struct Cli {
     /// Tokio worker threads (0 = one per core); overrides server.workers.
     #[arg(long, env = "TOLLGATE_WORKERS")]
     workers: Option<usize>,
+    /// Tracked (rule, key) pairs at most; overrides limits.max_keys.
+    #[arg(long, env = "TOLLGATE_MAX_KEYS")]
+    max_keys: Option<usize>,
+    /// Keep usage in memory only (no SQLite or Postgres store); overrides database.enabled.
+    #[arg(long, env = "TOLLGATE_NO_STORE")]
+    no_store: bool,
     /// Postgres URL for the usage store when the config file names none.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -106,6 +112,8 @@ fn main() -> ExitCode {
         admin_read_token: cli.admin_read_token.clone(),
         log: cli.log.clone(),
         workers: cli.workers,
+        max_keys: cli.max_keys,
+        no_store: cli.no_store,
         database_url: cli.database_url.clone(),
     };
     if let Some(Command::CheckConfig { path }) = &cli.command {

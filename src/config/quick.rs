@@ -48,6 +48,10 @@ pub struct Overrides {
     pub admin_read_token: Option<String>,
     pub log: Option<String>,
     pub workers: Option<usize>,
+    /// --max-keys: limits.max_keys.
+    pub max_keys: Option<usize>,
+    /// --no-store: database.enabled = false (usage in memory only).
+    pub no_store: bool,
     /// DATABASE_URL (or --database-url): the Postgres store when the file names none.
     pub database_url: Option<String>,
 }
@@ -71,6 +75,12 @@ impl Overrides {
         }
         if let Some(v) = self.workers {
             raw.server.workers = Some(v);
+        }
+        if let Some(v) = self.max_keys {
+            raw.limits.max_keys = Some(v);
+        }
+        if self.no_store {
+            raw.database.enabled = Some(false);
         }
         if raw.database.url.is_none() {
             raw.database.url = self.database_url.clone().filter(|u| !u.is_empty());
