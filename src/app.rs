@@ -111,7 +111,7 @@ impl App {
             .map(tls::acceptor)
             .transpose()
             .map_err(AppError::Setup)?;
-        let client = forward::client(&settings.upstream).map_err(AppError::Setup)?;
+        let pool = forward::pool(&settings.upstream).map_err(AppError::Setup)?;
         let mut limiter = Limiter::new(opts.clock.clone(), settings.max_keys)
             .with_tap(Arc::new(ViolationTap::new(TAP_KEYS)));
         if settings.database.target.is_some() {
@@ -126,7 +126,7 @@ impl App {
         let state = Arc::new(ProxyState {
             config: live.clone(),
             limiter: limiter.clone(),
-            client,
+            pool,
             response_timeout: settings.upstream.response_timeout,
             proto: if tls.is_some() { "https" } else { "http" },
             conn_metrics: ConnMetrics::new(&opts.metrics),

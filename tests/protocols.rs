@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -497,5 +497,55 @@ rules = ["per-ip"]
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
         other => panic!("the third handshake must get a 429, got {other:?}"),
     }
+    t.stop().await;
+}
+
+/// An HTTP/1.1 upstream on raw TCP that counts the connections it accepts and closes each one
+/// after `per_conn` responses (announcing nothing: the proxy must notice by itself).
+async fn counting_upstream(per_conn: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                for _ in 0..per_conn {
+                    if read_head(&mut s).await.is_empty() {
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let (addr, accepted) = counting_upstream(5).await;
+    let t = TestTollgate::start(&proxy_to(&[format!("http://{addr}")])).await;
+    // Sequential requests over one client connection: one upstream connection per five
+    // requests (the upstream's own cap), however the closes fall between requests.
+    let client = h1_client();
+    for i in 0..20 {
+        let r = send(&client, "GET", &t.url("/"), &[], empty()).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        // Let the upstream's close land before the next checkout, so the test is about
+        // noticing a closed idle connection, not about a race with it.
+        if i % 5 == 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "one upstream connection per 5 requests"
+    );
     t.stop().await;
 }

@@ -1,8 +1,8 @@
 //! Forwarding to an upstream over pooled keep-alive connections, and Upgrade passthrough.
 //!
-//! Owns the upstream client (hyper-util's pooled client over rustls with webpki roots plus an
-//! optional CA file), URI rewriting, and mapping transport failures to 502/504. Bodies stream both
-//! ways: the client's `Incoming` goes upstream as is, and the upstream's `Incoming` comes back.
+//! Owns the upstream connector (rustls with webpki roots plus an optional CA file), URI rewriting,
+//! and mapping transport failures to 502/504. Connections come from `pool.rs`. Bodies stream both
+//! ways: the client's `Incoming` goes upstream as is, and the upstream's body comes back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,28 +14,24 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::headers::{strip_hop_by_hop, wants_upgrade, Forwarding};
+use super::pool::{Pool, SendError, UpstreamBody};
 use super::respond::ProxyError;
 use super::route::{Route, Upstream};
 use crate::config::UpstreamSettings;
 
-/// The pooled upstream client.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
-
-/// Build the client: connect timeout, pool limits, TLS roots.
-pub fn client(settings: &UpstreamSettings) -> Result<UpstreamClient, String> {
+/// The upstream connection pool: connect timeout, pool limits, TLS roots.
+pub fn pool(settings: &UpstreamSettings) -> Result<Pool, String> {
     let connector = https_connector(settings.ca_file.as_deref(), settings.connect_timeout)?;
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(settings.pool_idle_timeout)
-        .pool_max_idle_per_host(settings.pool_max_idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector))
+    Ok(Pool::new(
+        connector,
+        settings.pool_max_idle,
+        settings.pool_idle_timeout,
+    ))
 }
 
 /// An http/https connector trusting the webpki roots plus `ca_file` (also used by the alert
@@ -76,10 +72,12 @@ pub fn https_connector(
 
 /// What a forward needs besides the request.
 pub struct ForwardCtx<'a> {
-    pub client: &'a UpstreamClient,
+    pub pool: &'a Pool,
     pub forwarding: &'a Forwarding,
     pub response_timeout: Duration,
     pub peer: SocketAddr,
+    /// The peer's IP as a header value, made once per connection.
+    pub peer_value: &'a HeaderValue,
     pub proto: &'static str,
 }
 
@@ -89,12 +87,12 @@ pub async fn forward(
     route: &Route,
     upstream: &Upstream,
     mut req: Request<Incoming>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare(&ctx, upstream, &mut req, upgrade)?;
     let started = Instant::now();
-    let sent = tokio::time::timeout(ctx.response_timeout, ctx.client.request(req)).await;
+    let sent = tokio::time::timeout(ctx.response_timeout, ctx.pool.send(upstream, req)).await;
     route
         .metrics
         .upstream_duration
@@ -104,15 +102,15 @@ pub async fn forward(
             route.metrics.upstream_timeouts.increment(1);
             return Err(ProxyError::UpstreamTimeout);
         }
-        Ok(Err(e)) => {
+        Ok(Err(SendError::Connect(e))) => {
+            tracing::debug!(route = %route.name, error = %e, "upstream connect failed");
+            route.metrics.upstream_connect_errors.increment(1);
+            return Err(ProxyError::UpstreamConnect);
+        }
+        Ok(Err(SendError::Exchange(e))) => {
             tracing::debug!(route = %route.name, error = %e, "upstream request failed");
-            return Err(if e.is_connect() {
-                route.metrics.upstream_connect_errors.increment(1);
-                ProxyError::UpstreamConnect
-            } else {
-                route.metrics.upstream_other_errors.increment(1);
-                ProxyError::Upstream
-            });
+            route.metrics.upstream_other_errors.increment(1);
+            return Err(ProxyError::Upstream);
         }
         Ok(Ok(resp)) => resp,
     };
@@ -126,41 +124,44 @@ pub async fn forward(
     Ok(resp)
 }
 
-/// Rewrite the request for the upstream: absolute URI, HTTP/1.1, no hop-by-hop fields,
-/// forwarding headers, and a Host header when the client spoke HTTP/2.
+/// Rewrite the request for the upstream: origin-form URI (the connection already names the
+/// upstream), HTTP/1.1, no hop-by-hop fields, forwarding headers, and a Host header (the
+/// client's, or the upstream's when the client sent none).
 fn prepare(
     ctx: &ForwardCtx<'_>,
     upstream: &Upstream,
     req: &mut Request<Incoming>,
     upgrade: bool,
 ) -> Result<(), ProxyError> {
-    let host = req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    let pq = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-    let pq = if upstream.base_path.is_empty() {
-        PathAndQuery::try_from(pq)
-    } else {
-        PathAndQuery::try_from(format!("{}{pq}", upstream.base_path))
-    }
-    .map_err(|_| ProxyError::Internal)?;
-    *req.uri_mut() = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(pq)
-        .build()
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => h.clone(),
+        None => {
+            let authority = req.uri().authority().unwrap_or(&upstream.authority);
+            HeaderValue::from_str(authority.as_str()).map_err(|_| ProxyError::Internal)?
+        }
+    };
+    // An HTTP/1 request already carries an origin-form URI; only rebuild it when it must change.
+    if !upstream.base_path.is_empty() || req.uri().scheme().is_some() {
+        let pq = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+        let pq = if upstream.base_path.is_empty() {
+            PathAndQuery::try_from(pq)
+        } else {
+            PathAndQuery::try_from(format!("{}{pq}", upstream.base_path))
+        }
         .map_err(|_| ProxyError::Internal)?;
+        *req.uri_mut() = Uri::from(pq);
+    }
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
-    ctx.forwarding
-        .apply(headers, ctx.peer.ip(), ctx.proto, host_str);
-    if let Some(h) = host {
-        headers.insert(header::HOST, h);
-    }
+    ctx.forwarding.apply(
+        headers,
+        ctx.peer.ip(),
+        ctx.peer_value,
+        ctx.proto,
+        Some(&host),
+    );
+    headers.insert(header::HOST, host);
     Ok(())
 }
 

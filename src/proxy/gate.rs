@@ -6,11 +6,11 @@
 use std::net::IpAddr;
 
 use http::request::Parts;
-use http::{HeaderMap, Response};
+use http::Response;
 use smallvec::SmallVec;
 
 use super::metrics::DecisionLabel;
-use super::respond::{rate_limit_headers, ProxyBody, ProxyError};
+use super::respond::{rate_limit_headers, ProxyBody, ProxyError, RateHeaders};
 use super::route::Route;
 use crate::config::RuntimeConfig;
 use crate::limiter::extract::{OnMissing, RequestView};
@@ -21,7 +21,7 @@ use crate::limiter::{Check, Decision, DisplayBuf, Key, Limiter, ANONYMOUS};
 pub enum Gate {
     /// Go on; add these headers to whatever answers.
     Pass {
-        headers: HeaderMap,
+        headers: RateHeaders,
         label: DecisionLabel,
     },
     /// Answer now.
@@ -41,7 +41,7 @@ pub fn gate(
 ) -> Gate {
     if route.rules.is_empty() {
         return Gate::Pass {
-            headers: HeaderMap::new(),
+            headers: RateHeaders::default(),
             label: DecisionLabel::Allow,
         };
     }
@@ -95,7 +95,7 @@ pub fn gate(
             statuses,
             shadow_denied,
         } => {
-            let mut headers = HeaderMap::new();
+            let mut headers = RateHeaders::default();
             rate_limit_headers(&mut headers, &checks, &statuses, cfg.deny.legacy_headers);
             let label = if shadow_denied.is_some() {
                 DecisionLabel::ShadowDeny

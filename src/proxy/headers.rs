@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use smallvec::SmallVec;
 
 /// Fields that describe one hop and never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -23,26 +24,42 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Remove hop-by-hop fields, including those the Connection field names. With `upgrade`, keep
 /// `Connection: upgrade` and `Upgrade` so the upstream sees the upgrade request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    // One pass over the names finds which are present, without hashing; most messages carry
+    // none, or only `Connection: keep-alive`.
+    let (mut seen, mut has_upgrade) = (0u16, false);
+    for name in headers.keys() {
+        match HOP_BY_HOP.iter().position(|h| h == name) {
+            Some(i) => seen |= 1 << i,
+            None => has_upgrade |= *name == header::UPGRADE,
+        }
+    }
+    if seen & 1 != 0 {
+        // Connection is HOP_BY_HOP[0]: also drop the fields it names, beyond the usual tokens.
+        let named: SmallVec<[HeaderName; 2]> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| {
+                !["close", "keep-alive", "upgrade"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+            })
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
         for name in named {
-            if !(upgrade && name == header::UPGRADE) {
-                headers.remove(name);
-            }
+            headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if seen & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if has_upgrade {
         headers.remove(header::UPGRADE);
     }
 }
@@ -116,32 +133,35 @@ impl Forwarding {
 
     /// Set the forwarding headers on a request about to leave for the upstream. Values sent by
     /// an untrusted peer are replaced, never extended, so a client cannot forge its origin.
+    /// `peer_value` is the peer's IP as a header value, made once per connection.
     pub fn apply(
         &self,
         headers: &mut HeaderMap,
         peer: IpAddr,
+        peer_value: &HeaderValue,
         proto: &'static str,
-        host: Option<&str>,
+        host: Option<&HeaderValue>,
     ) {
         let trusted = self.is_trusted(peer);
         if self.x_forwarded {
             let xff = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-                Some(prev) if trusted => format!("{prev}, {peer}"),
-                _ => peer.to_string(),
+                Some(prev) if trusted => HeaderValue::from_str(&format!("{prev}, {peer}")).ok(),
+                _ => Some(peer_value.clone()),
             };
-            if let Ok(v) = HeaderValue::from_str(&xff) {
+            if let Some(v) = xff {
                 headers.insert(XFF, v);
             }
             if !(trusted && headers.contains_key(&XFP)) {
                 headers.insert(XFP, HeaderValue::from_static(proto));
             }
             if !(trusted && headers.contains_key(&XFH)) {
-                if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-                    headers.insert(XFH, v);
+                if let Some(v) = host {
+                    headers.insert(XFH, v.clone());
                 }
             }
         }
         if self.forwarded {
+            let host = host.and_then(|h| h.to_str().ok());
             self.apply_forwarded(headers, peer, proto, host, trusted);
         }
     }
@@ -241,8 +261,9 @@ mod tests {
         fwd.apply(
             &mut h,
             "127.0.0.1".parse().unwrap(),
+            &HeaderValue::from_static("127.0.0.1"),
             "http",
-            Some("api.test"),
+            Some(&HeaderValue::from_static("api.test")),
         );
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");

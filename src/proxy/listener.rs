@@ -7,13 +7,16 @@
 //! open-connections gauge) is held by its socket, so an upgraded tunnel keeps it until it closes.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -23,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::io::Tracked;
 use super::metrics::ConnMetrics;
-use super::service::{guarded, handle, ProxyState};
+use super::service::{guarded, handle, Peer, ProxyState};
 use crate::config::Settings;
 use crate::shutdown::Tracker;
 
@@ -32,30 +35,74 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
-    builder: auto::Builder<TokioExecutor>,
+    /// For a connection whose protocol is not known from its first bytes or from ALPN.
+    auto: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
 }
 
 impl ConnLimits {
     pub fn new(s: &Settings) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(s.header_timeout)
-            .max_headers(s.max_headers)
-            .max_buf_size(s.max_header_bytes.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(s.max_header_bytes as u32)
-            .max_concurrent_streams(256);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        let mut h1 = http1::Builder::new();
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        macro_rules! h1 {
+            ($b:expr) => {
+                $b.timer(TokioTimer::new())
+                    .header_read_timeout(s.header_timeout)
+                    .max_headers(s.max_headers)
+                    .max_buf_size(s.max_header_bytes.max(8192))
+            };
+        }
+        macro_rules! h2 {
+            ($b:expr) => {
+                $b.timer(TokioTimer::new())
+                    .max_header_list_size(s.max_header_bytes as u32)
+                    .max_concurrent_streams(256)
+            };
+        }
+        h1!(auto.http1());
+        h1!(h1);
+        h2!(auto.http2());
+        h2!(h2);
         Self {
             header_timeout: s.header_timeout,
             idle_timeout: s.idle_timeout,
             max_connections: s.max_connections,
-            builder,
+            auto,
+            h1,
+            h2,
         }
     }
+}
+
+/// Which HTTP a connection speaks, as far as its first bytes or ALPN tell.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proto {
+    Http1,
+    Http2,
+    Unknown,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Peek at a plain connection's first bytes (without consuming them): the HTTP/2 preface means
+/// h2c by prior knowledge, anything else that already differs from it is HTTP/1. `None`: the
+/// peer sent nothing within `deadline`, or closed, or failed.
+async fn sniff(stream: &TcpStream, deadline: Duration) -> Option<Proto> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let n = match tokio::time::timeout(deadline, stream.peek(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return None,
+    };
+    Some(if buf[..n] != H2_PREFACE[..n] {
+        Proto::Http1
+    } else if n == H2_PREFACE.len() {
+        Proto::Http2
+    } else {
+        // A preface still arriving: let the auto builder read the rest.
+        Proto::Unknown
+    })
 }
 
 /// Accept until `shutdown` flips, then stop accepting; open connections finish gracefully.
@@ -137,13 +184,35 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(AtomicU64::new(0));
-    let io = Tracked::new(stream, activity.clone(), slot);
     match tls {
-        None => serve_http(TokioIo::new(io), peer, state, limits, activity, shutdown).await,
+        None => {
+            let Some(proto) = sniff(&stream, limits.header_timeout).await else {
+                tracing::debug!(?peer, "nothing received within header_timeout; closing");
+                return;
+            };
+            let io = Tracked::new(stream, activity.clone(), slot);
+            serve_http(
+                TokioIo::new(io),
+                proto,
+                peer,
+                state,
+                limits,
+                activity,
+                shutdown,
+            )
+            .await
+        }
         Some(acceptor) => {
+            let io = Tracked::new(stream, activity.clone(), slot);
             match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
                 Ok(Ok(tls)) => {
-                    serve_http(TokioIo::new(tls), peer, state, limits, activity, shutdown).await
+                    let proto = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Proto::Http2,
+                        Some(b"http/1.1") => Proto::Http1,
+                        _ => Proto::Unknown,
+                    };
+                    let io = TokioIo::new(tls);
+                    serve_http(io, proto, peer, state, limits, activity, shutdown).await
                 }
                 Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
@@ -154,67 +223,111 @@ async fn connection(
 
 async fn serve_http<I>(
     io: I,
+    proto: Proto,
     peer: SocketAddr,
     state: Arc<ProxyState>,
     limits: &ConnLimits,
     activity: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let requests = in_flight.clone();
+    let client = Arc::new(Peer::new(peer));
     // Set by the first request head on any protocol; until then `header_timeout` is the deadline
     // (hyper enforces it for HTTP/1 heads, but not while sniffing h1 vs h2 or for HTTP/2).
     let started = Arc::new(AtomicBool::new(false));
     let first_seen = started.clone();
     let svc = service_fn(move |req| {
-        let state = state.clone();
+        let (state, client) = (state.clone(), client.clone());
         let busy = Busy::enter(&requests);
         first_seen.store(true, Ordering::Relaxed);
         async move {
-            let resp = guarded(&state.conn_metrics, handle(&state, req, peer)).await;
+            let resp = guarded(&state.conn_metrics, handle(&state, req, &client)).await;
             drop(busy);
             Ok::<_, Infallible>(resp)
         }
     });
-    let conn = limits.builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
-    let mut idle = tokio::time::interval(limits.idle_timeout);
-    idle.reset();
-    let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
-    let first_deadline = tokio::time::sleep(limits.header_timeout);
-    tokio::pin!(first_deadline);
-    let mut awaiting_first = true;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(?peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = crate::shutdown::stopped(&mut shutdown), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut first_deadline, if awaiting_first => {
-                if !started.load(Ordering::Relaxed) {
-                    tracing::debug!(?peer, "no request head within header_timeout; closing");
+    let watch = Watch {
+        peer,
+        limits,
+        activity,
+        in_flight,
+        started,
+        shutdown,
+    };
+    match proto {
+        Proto::Http1 => {
+            let conn = limits.h1.serve_connection(io, svc).with_upgrades();
+            watch.drive(conn, |c| c.graceful_shutdown()).await
+        }
+        Proto::Http2 => {
+            let conn = limits.h2.serve_connection(io, svc);
+            watch.drive(conn, |c| c.graceful_shutdown()).await
+        }
+        Proto::Unknown => {
+            let conn = limits.auto.serve_connection_with_upgrades(io, svc);
+            watch.drive(conn, |c| c.graceful_shutdown()).await
+        }
+    }
+}
+
+/// What a connection is watched for besides its own progress: shutdown, a first request head
+/// within `header_timeout`, and idleness.
+struct Watch<'a> {
+    peer: SocketAddr,
+    limits: &'a ConnLimits,
+    activity: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
+    started: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Watch<'_> {
+    async fn drive<C, E>(mut self, conn: C, wind_down: impl Fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let peer = self.peer;
+        tokio::pin!(conn);
+        let mut idle = tokio::time::interval(self.limits.idle_timeout);
+        idle.reset();
+        let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
+        let first_deadline = tokio::time::sleep(self.limits.header_timeout);
+        tokio::pin!(first_deadline);
+        let mut awaiting_first = true;
+        loop {
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(?peer, error = %e, "connection ended with an error");
+                    }
                     return;
                 }
-                awaiting_first = false;
-            }
-            _ = idle.tick() => {
-                let now = activity.load(Ordering::Relaxed);
-                // Waiting on an upstream moves no bytes but is not idle.
-                let busy = in_flight.load(Ordering::Relaxed) > 0;
-                strikes = if now == seen && !busy { strikes + 1 } else { 0 };
-                seen = now;
-                match strikes {
-                    0 => {}
-                    1 => conn.as_mut().graceful_shutdown(),
-                    _ => return,
+                _ = crate::shutdown::stopped(&mut self.shutdown), if !draining => {
+                    draining = true;
+                    wind_down(conn.as_mut());
+                }
+                _ = &mut first_deadline, if awaiting_first => {
+                    if !self.started.load(Ordering::Relaxed) {
+                        tracing::debug!(?peer, "no request head within header_timeout; closing");
+                        return;
+                    }
+                    awaiting_first = false;
+                }
+                _ = idle.tick() => {
+                    let now = self.activity.load(Ordering::Relaxed);
+                    // Waiting on an upstream moves no bytes but is not idle.
+                    let busy = self.in_flight.load(Ordering::Relaxed) > 0;
+                    strikes = if now == seen && !busy { strikes + 1 } else { 0 };
+                    seen = now;
+                    match strikes {
+                        0 => {}
+                        1 => wind_down(conn.as_mut()),
+                        _ => return,
+                    }
                 }
             }
         }

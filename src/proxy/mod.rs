@@ -10,6 +10,7 @@ pub mod headers;
 mod io;
 pub mod listener;
 pub mod metrics;
+pub mod pool;
 pub mod respond;
 pub mod route;
 pub mod service;

@@ -7,18 +7,20 @@
 
 use std::fmt::Write as _;
 
+use smallvec::SmallVec;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
+use super::pool::UpstreamBody;
 use crate::limiter::calendar::PeriodKind;
 use crate::limiter::extract::BadCost;
 use crate::limiter::{write_span, Check, WindowStatus};
 
 /// The body of every response: the upstream's stream, or bytes we made.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -96,9 +98,28 @@ fn secs_ceil(ms: u64) -> u64 {
     ms.div_ceil(1000)
 }
 
+/// The headers an allowed request's answer carries, made before the request goes upstream and
+/// set on whatever answers (replacing an upstream's own).
+#[derive(Default)]
+pub struct RateHeaders(SmallVec<[(HeaderName, HeaderValue); 2]>);
+
+impl RateHeaders {
+    pub fn apply(self, headers: &mut HeaderMap) {
+        for (name, value) in self.0 {
+            headers.insert(name, value);
+        }
+    }
+}
+
+impl Extend<(HeaderName, HeaderValue)> for RateHeaders {
+    fn extend<I: IntoIterator<Item = (HeaderName, HeaderValue)>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
 /// Add `RateLimit-Policy` and `RateLimit` (and the legacy trio when enabled) for `statuses`.
 pub fn rate_limit_headers(
-    headers: &mut HeaderMap,
+    out: &mut impl Extend<(HeaderName, HeaderValue)>,
     checks: &[Check],
     statuses: &[WindowStatus],
     legacy: bool,
@@ -108,6 +129,7 @@ pub fn rate_limit_headers(
     }
     let mut policy = String::with_capacity(48 * statuses.len());
     let mut state = String::with_capacity(40 * statuses.len());
+    let mut num = itoa::Buffer::new();
     for (i, s) in statuses.iter().enumerate() {
         if i > 0 {
             policy.push_str(", ");
@@ -115,34 +137,41 @@ pub fn rate_limit_headers(
         }
         let rule = &checks[s.check as usize].rule.name;
         let windows = statuses.iter().filter(|o| o.check == s.check).count();
-        // Names go straight into both buffers: no per-window String.
+        // Names go straight into both buffers: no per-window String, no formatter.
         policy.push('"');
         policy_name(rule, windows, s.dur_ms, s.calendar, &mut policy);
-        let _ = write!(policy, "\";q={};w={}", s.max, secs_ceil(s.dur_ms).max(1));
+        policy.push_str("\";q=");
+        policy.push_str(num.format(s.max));
+        policy.push_str(";w=");
+        policy.push_str(num.format(secs_ceil(s.dur_ms).max(1)));
         state.push('"');
         policy_name(rule, windows, s.dur_ms, s.calendar, &mut state);
-        let _ = write!(state, "\";r={};t={}", s.remaining, secs_ceil(s.reset_ms));
+        state.push_str("\";r=");
+        state.push_str(num.format(s.remaining));
+        state.push_str(";t=");
+        state.push_str(num.format(secs_ceil(s.reset_ms)));
     }
-    insert(headers, RATELIMIT_POLICY, policy);
-    insert(headers, RATELIMIT, state);
+    push(out, RATELIMIT_POLICY, policy);
+    push(out, RATELIMIT, state);
     if legacy {
         let tightest = statuses
             .iter()
             .min_by_key(|s| s.remaining)
             .expect("non-empty");
-        insert(headers, LEGACY_LIMIT, tightest.max.to_string());
-        insert(headers, LEGACY_REMAINING, tightest.remaining.to_string());
-        insert(
-            headers,
-            LEGACY_RESET,
-            secs_ceil(tightest.reset_ms).to_string(),
-        );
+        out.extend([
+            (LEGACY_LIMIT, HeaderValue::from(tightest.max)),
+            (LEGACY_REMAINING, HeaderValue::from(tightest.remaining)),
+            (
+                LEGACY_RESET,
+                HeaderValue::from(secs_ceil(tightest.reset_ms)),
+            ),
+        ]);
     }
 }
 
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
+fn push(out: &mut impl Extend<(HeaderName, HeaderValue)>, name: HeaderName, value: String) {
     if let Ok(v) = HeaderValue::try_from(value) {
-        headers.insert(name, v);
+        out.extend([(name, v)]);
     }
 }
 
@@ -202,7 +231,9 @@ impl DenySettings {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, self.content_type.clone());
         h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        insert(h, RULE_HEADER, rule.to_string());
+        if let Ok(v) = HeaderValue::from_str(rule) {
+            h.insert(RULE_HEADER, v);
+        }
         rate_limit_headers(h, checks, statuses, self.legacy_headers);
         resp
     }

@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures_util::FutureExt;
-use http::header::HOST;
+use http::header::{HeaderValue, HOST};
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use super::forward::{forward, ForwardCtx, UpstreamClient};
+use super::forward::{forward, ForwardCtx};
 use super::gate::{gate, Gate};
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
+use super::pool::Pool;
 use super::respond::{self, ProxyBody, ProxyError};
 use super::route::Target;
 use crate::config::RuntimeConfig;
@@ -28,7 +29,7 @@ use crate::limiter::Limiter;
 pub struct ProxyState {
     pub config: Arc<ArcSwap<RuntimeConfig>>,
     pub limiter: Arc<Limiter>,
-    pub client: UpstreamClient,
+    pub pool: Pool,
     pub response_timeout: Duration,
     /// "http" or "https", for X-Forwarded-Proto.
     pub proto: &'static str,
@@ -37,12 +38,28 @@ pub struct ProxyState {
     pub unmatched: RouteMetrics,
 }
 
+/// The client end of a connection, as each of its requests needs it.
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The IP as a header value (X-Forwarded-For), formatted once per connection.
+    pub header: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        let header = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { addr, header }
+    }
+}
+
 /// Handle one request; never fails (errors become responses).
 pub async fn handle(
     state: &ProxyState,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &Peer,
 ) -> Response<ProxyBody> {
+    let (peer, peer_value) = (peer.addr, &peer.header);
     let started = Instant::now();
     let cfg = state.config.load_full();
     let host = req
@@ -66,10 +83,11 @@ pub async fn handle(
                 Target::Direct(d) => respond::direct(d),
                 Target::Upstreams(ups) => {
                     let ctx = ForwardCtx {
-                        client: &state.client,
+                        pool: &state.pool,
                         forwarding: &cfg.forwarding,
                         response_timeout: state.response_timeout,
                         peer,
+                        peer_value,
                         proto: state.proto,
                     };
                     let req = Request::from_parts(parts, body);
@@ -82,7 +100,7 @@ pub async fn handle(
                     }
                 }
             };
-            resp.headers_mut().extend(headers);
+            headers.apply(resp.headers_mut());
             (resp, label)
         }
     };
