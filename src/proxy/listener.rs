@@ -299,7 +299,9 @@ impl Watch<'_> {
         tokio::pin!(first_deadline);
         let mut awaiting_first = true;
         loop {
+            // Polled on every wake-up of the connection: fixed order, no random start.
             tokio::select! {
+                biased;
                 res = conn.as_mut() => {
                     if let Err(e) = res {
                         tracing::debug!(?peer, error = %e, "connection ended with an error");
