@@ -36,6 +36,7 @@ for t in $TARGETS; do
     pid=$(pid_of_target "$t")
     [ -n "$pid" ] || pid=${PID_OF[upstream]}
     rss0=$(status_kb "$pid" VmRSS)
+    : >"$WORK/idle-$t.out"
     "${PIN_GEN[@]}" python3 "$LT_DIR/idle_conns.py" "$(port_of "$t")" "$IDLE_CONNS" $((DURATION + WARMUP + 120)) \
         >"$WORK/idle-$t.out" 2>"$WORK/idle-$t.log" &
     PID_OF[idle]=$!

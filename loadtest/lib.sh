@@ -174,7 +174,7 @@ start_tollgate() {
 # quick_tollgate [ARGS...]: quick mode in front of the upstream, RATE/s per X-Api-Key, one worker.
 quick_tollgate() {
     start_tollgate --listen "127.0.0.1:$TG_PORT" --admin-listen "127.0.0.1:$TG_ADMIN_PORT" \
-        --upstream "http://127.0.0.1:$UP_PORT" --limit "$RATE/s" --key "${TG_KEY:-header:x-api-key}" \
+        --upstream "http://127.0.0.1:$UP_PORT" --limit "${TG_LIMIT:-$RATE/s}" --key "${TG_KEY:-header:x-api-key}" \
         --workers 1 --no-store "$@"
 }
 

@@ -15,7 +15,7 @@ for KEYS in ${KEYS_LIST:-100000 1000000}; do
     compare spread.lua
     if [ -n "${PID_OF[tollgate]:-}" ]; then
         echo
-        echo "tollgate tracked keys after the run: $(tracked_keys) (keys idle for 2 s are swept every 10 s)"
+        echo "tollgate tracked keys after the run: $(tracked_keys) (keys idle for twice their window are swept every 10 s)"
     fi
     table_footer
 done
