@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tollgate::config::{self, quick_config, Config, Overrides};
+use tollgate::limiter::MonotonicClock;
 use tollgate::store::{self, Store as _};
 use tollgate::telemetry::{init_tracing, LogFormat, Metrics};
 use tollgate::{App, AppOptions};
@@ -101,6 +103,11 @@ enum Format {
 }
 
 const EXIT_CONFIG: u8 = 64;
+
+/// Test-only, deliberately left out of `--help` and the README's tables: Unix milliseconds the
+/// limiter clock starts at instead of the wall clock, so a load test can cross a quota's local
+/// midnight in seconds (`loadtest/quota-boundary.sh`). Never set it in production.
+const CLOCK_START_ENV: &str = "TOLLGATE_CLOCK_START_MS";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -217,6 +224,22 @@ fn migrate(cli: &Cli, overrides: &Overrides, metrics: &Metrics, status: bool) ->
     }
 }
 
+/// The limiter clock: the wall clock, or the instant in [`CLOCK_START_ENV`] when it is set.
+fn clock() -> anyhow::Result<MonotonicClock> {
+    let Ok(text) = std::env::var(CLOCK_START_ENV) else {
+        return Ok(MonotonicClock::new());
+    };
+    let start_ms: u64 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{CLOCK_START_ENV}={text:?} is not Unix milliseconds"))?;
+    tracing::warn!(
+        start_ms,
+        "{CLOCK_START_ENV} is set: the limiter clock starts there, not at the wall clock (tests only)"
+    );
+    Ok(MonotonicClock::starting_at(start_ms))
+}
+
 /// Quick mode when --upstream is given, else the config file.
 fn load(
     cli: &Cli,
@@ -263,6 +286,7 @@ fn run(
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let mut opts = AppOptions::new(metrics);
+        opts.clock = Arc::new(clock()?);
         opts.config_path = path;
         opts.overrides = overrides;
         opts.signals = true;

@@ -10,6 +10,10 @@
 //! a long uptime the two drift apart by the host oscillator's error (typically a few ppm, i.e.
 //! about a second per week); a restart realigns them. Because readings are Unix milliseconds,
 //! an hour window's fixed slots line up with the store's hour rows.
+//!
+//! [`MonotonicClock::starting_at`] starts the same clock at a chosen instant instead of the wall
+//! clock: the binary uses it for the test-only `TOLLGATE_CLOCK_START_MS`, so a load test can cross
+//! a quota's period boundary in seconds (`loadtest/quota-boundary.sh`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,9 +39,14 @@ impl MonotonicClock {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        Self::starting_at(u64::try_from(unix.as_millis()).unwrap_or(0))
+    }
+
+    /// A clock reading `unix_ms` now and advancing by the monotonic clock from there.
+    pub fn starting_at(unix_ms: u64) -> Self {
         Self {
             base: Instant::now(),
-            base_unix_ms: u64::try_from(unix.as_millis()).unwrap_or(0),
+            base_unix_ms: unix_ms,
         }
     }
 }
@@ -109,5 +118,14 @@ mod tests {
         assert!(clock.now_ms() >= a);
         // On the Unix epoch: after 2020-01-01.
         assert!(a > 1_577_836_800_000);
+    }
+
+    #[test]
+    fn a_clock_can_start_at_a_chosen_instant() {
+        let start = 1_798_761_590_000; // 2026-12-31 23:59:50 UTC
+        let clock = MonotonicClock::starting_at(start);
+        let a = clock.now_ms();
+        assert!((start..start + 1_000).contains(&a));
+        assert!(clock.now_ms() >= a);
     }
 }
