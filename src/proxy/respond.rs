@@ -5,7 +5,6 @@
 //! `RateLimit` as structured-field lists) and body templates. Never leaks internals: an error body
 //! names the failure class, not the upstream's address or an OS error.
 
-use std::fmt::Write as _;
 
 use smallvec::SmallVec;
 
@@ -208,9 +207,7 @@ impl DenySettings {
             match seg {
                 Segment::Text(t) => out.push_str(t),
                 Segment::Rule => out.push_str(rule),
-                Segment::RetryAfter => {
-                    let _ = write!(out, "{retry_after}");
-                }
+                Segment::RetryAfter => out.push_str(itoa::Buffer::new().format(retry_after)),
             }
         }
         Bytes::from(out)
