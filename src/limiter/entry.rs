@@ -19,17 +19,23 @@ use super::rule::{Limits, Window};
 use super::window::Slot;
 
 /// The counters of one `(rule, key)`.
+///
+/// `repr(C)` keeps what a decision touches first, right after the bucket's `u64` key: the slots
+/// and `last_seen_ms` (bytes 0..48 of the 72-byte bucket), then the cold `rule_id` and `key`. A
+/// lookup then reads one cache line more often than two; in declaration order the slots sat at
+/// bytes 40..72, always on a second line.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Entry {
-    /// The key's display, for the admin plane and for telling entries apart in `reset_key`.
-    pub key: KeyText,
-    pub rule_id: u64,
-    /// Latest time the key was checked; `sweep` evicts on it.
-    pub last_seen_ms: u64,
     /// One per window duration ever applied to this key; matched to windows by `dur_ms`, so a
     /// reload that changes only `max` keeps the counts, and a changed duration starts fresh.
     /// One inline: most rules have one window (more spill to the heap).
     pub slots: SmallVec<[Slot; 1]>,
+    /// Latest time the key was checked; `sweep` evicts on it.
+    pub last_seen_ms: u64,
+    pub rule_id: u64,
+    /// The key's display, for the admin plane and for telling entries apart in `reset_key`.
+    pub key: KeyText,
 }
 
 /// A key's display as an entry stores it: inline up to 15 bytes, else behind one thin pointer,
@@ -82,10 +88,10 @@ impl Entry {
     /// An entry with no slots yet, seen at `now_ms`.
     pub fn new(key: KeyText, rule_id: u64, now_ms: u64) -> Self {
         Self {
-            key,
-            rule_id,
-            last_seen_ms: now_ms,
             slots: SmallVec::new(),
+            last_seen_ms: now_ms,
+            rule_id,
+            key,
         }
     }
 

@@ -15,6 +15,14 @@
 //! Every allowed request adds its cost to an `hour` row (the Unix hour it fell in), which gives
 //! exact usage per rule and key for every rule, and to one row per calendar quota of the limits
 //! it passed (`day`, `week` or `month`, at the period's start).
+//!
+//! # Cost on the hot path
+//! A record is one more shard lock and probe on every allowed request, so a row is kept small
+//! and cheap to find: its map key mixes the entry's hash with the period by one multiply (no
+//! string hashing), an existing row is bumped through `get_mut` (no entry API), and a pending row
+//! is 56 bytes (a 64-byte bucket) holding the key display inline as the entry does, so a new row
+//! of a key up to 15 bytes allocates nothing. [`UsageDelta`]s, with their owned strings, are
+//! built only when drained.
 
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
@@ -78,10 +86,39 @@ pub struct Drained {
 
 type Map<V> = DashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
+/// The periods a usage row can count, by index; see [`period_index`].
+const PERIODS: [&str; 4] = ["hour", "day", "week", "month"];
+
+/// A [`UsageDelta`] while it waits in the log: the same facts in 56 bytes.
+#[derive(Debug, Clone)]
+struct PendingUsage {
+    rule: Arc<str>,
+    key: KeyText,
+    count: u64,
+    first_ms: u64,
+    /// Unix seconds of the period's start (a `u32` holds them until 2106; later ones saturate).
+    period_start: u32,
+    /// Index into [`PERIODS`].
+    period: u8,
+}
+
+impl PendingUsage {
+    fn delta(&self) -> UsageDelta {
+        UsageDelta {
+            rule: self.rule.clone(),
+            key: self.key.as_str().into(),
+            period: PERIODS[usize::from(self.period)],
+            period_start: i64::from(self.period_start),
+            count: self.count,
+            first_ms: self.first_ms,
+        }
+    }
+}
+
 /// The pending deltas.
 #[derive(Debug, Default)]
 pub struct UsageLog {
-    usage: Map<UsageDelta>,
+    usage: Map<PendingUsage>,
     violations: Map<ViolationDelta>,
 }
 
@@ -102,45 +139,58 @@ impl UsageLog {
         cost: u32,
     ) {
         let hour = now_ms / HOUR_MS * HOUR_MS;
-        self.add(hash, rule, key, "hour", hour, now_ms, cost);
+        let row = Row {
+            hash,
+            period: 0,
+            start_ms: hour,
+        };
+        self.add(row, rule, key, now_ms, cost);
         for w in limits.windows.iter() {
             if let Some(q) = &w.quota {
-                let start = q.period(now_ms).start_ms;
-                self.add(hash, rule, key, kind_name(q.kind()), start, now_ms, cost);
+                let row = Row {
+                    hash,
+                    period: period_index(kind_name(q.kind())),
+                    start_ms: q.period(now_ms).start_ms,
+                };
+                self.add(row, rule, key, now_ms, cost);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &self,
-        hash: u64,
-        rule: &Rule,
-        key: &KeyText,
-        period: &'static str,
-        start_ms: u64,
-        now_ms: u64,
-        cost: u32,
-    ) {
-        let id = usage_id(hash, period, start_ms);
+    /// Adds `cost` to `row`, creating it if new.
+    fn add(&self, row: Row, rule: &Rule, key: &KeyText, now_ms: u64, cost: u32) {
+        let id = row.id();
+        if let Some(mut pending) = self.usage.get_mut(&id) {
+            pending.count += u64::from(cost);
+            return;
+        }
+        self.insert(id, row, rule, key, now_ms, cost);
+    }
+
+    /// The slow half of [`UsageLog::add`]: the first request of a row since the last drain.
+    #[cold]
+    fn insert(&self, id: u64, row: Row, rule: &Rule, key: &KeyText, now_ms: u64, cost: u32) {
         self.usage
             .entry(id)
-            .or_insert_with(|| UsageDelta {
+            .or_insert_with(|| PendingUsage {
                 rule: rule.name.clone(),
-                key: key.as_str().into(),
-                period,
-                period_start: i64::try_from(start_ms / 1000).unwrap_or(i64::MAX),
+                key: key.clone(),
                 count: 0,
                 first_ms: now_ms,
+                period_start: u32::try_from(row.start_ms / 1000).unwrap_or(u32::MAX),
+                period: row.period,
             })
             .count += u64::from(cost);
     }
 
     /// The pending usage of entry `hash` in one period: what the store does not have yet.
     pub fn pending(&self, hash: u64, period: &str, start_ms: u64) -> u64 {
-        self.usage
-            .get(&usage_id(hash, period, start_ms))
-            .map_or(0, |d| d.count)
+        let row = Row {
+            hash,
+            period: period_index(period),
+            start_ms,
+        };
+        self.usage.get(&row.id()).map_or(0, |d| d.count)
     }
 
     /// Counts one denial of `(rule, key)` at `now_ms`; the first of its minute keeps `sample`.
@@ -185,7 +235,7 @@ impl UsageLog {
     pub fn drain(&self) -> Drained {
         let mut out = Drained::default();
         self.usage.retain(|_, d| {
-            out.usage.push(d.clone());
+            out.usage.push(d.delta());
             false
         });
         self.violations.retain(|_, d| {
@@ -224,9 +274,35 @@ impl UsageLog {
     }
 }
 
-/// The map key of a usage delta: the entry's hash mixed with the period.
-fn usage_id(hash: u64, period: &str, start_ms: u64) -> u64 {
-    FixedState::with_seed(hash).hash_one((period, start_ms))
+/// Where a usage row belongs: entry, period kind and period start.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    hash: u64,
+    /// Index into [`PERIODS`].
+    period: u8,
+    start_ms: u64,
+}
+
+impl Row {
+    /// The row's map key: the entry's hash (already seeded per process) mixed with the period
+    /// by one 64×64→128-bit multiply folded back to 64 bits, so the low bits (the bucket) and
+    /// the high bits (the shard) both depend on all three.
+    fn id(self) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let a = self.hash ^ u64::from(self.period).wrapping_mul(K);
+        let b = self.start_ms ^ K.rotate_left(17);
+        let product = u128::from(a) * u128::from(b | 1);
+        (product as u64) ^ ((product >> 64) as u64) ^ self.hash.rotate_left(29)
+    }
+}
+
+/// The index of a period's name in [`PERIODS`]; an unknown name (never recorded) gets one of
+/// its own that matches no row.
+fn period_index(period: &str) -> u8 {
+    PERIODS
+        .iter()
+        .position(|&p| p == period)
+        .map_or(u8::MAX, |i| i as u8)
 }
 
 #[cfg(test)]

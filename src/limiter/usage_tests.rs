@@ -159,3 +159,8 @@ fn the_cap_drops_the_oldest_rows() {
     let left: Vec<_> = log.drain().usage.into_iter().map(|d| d.key).collect();
     assert!(left.iter().all(|k| &**k == "c"), "{left:?}");
 }
+
+#[test]
+fn a_pending_row_fills_a_64_byte_bucket() {
+    assert_eq!(std::mem::size_of::<PendingUsage>(), 56);
+}
