@@ -5,7 +5,6 @@
 //! `RateLimit` as structured-field lists) and body templates. Never leaks internals: an error body
 //! names the failure class, not the upstream's address or an OS error.
 
-
 use smallvec::SmallVec;
 
 use bytes::Bytes;
