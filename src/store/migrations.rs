@@ -91,7 +91,10 @@ mod tests {
         let text = format_status(&states);
         assert!(text.starts_with("0001 pending  initial\n"), "{text}");
         assert!(text.contains("0002 pending  admin\n"), "{text}");
-        assert!(text.contains("0003 pending  usage period index\n"), "{text}");
+        assert!(
+            text.contains("0003 pending  usage period index\n"),
+            "{text}"
+        );
         assert!(text.ends_with("3 of 3 migrations pending\n"), "{text}");
     }
 }
