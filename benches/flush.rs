@@ -19,12 +19,13 @@
 //! Note: `PgStore` sets `statement_timeout = 10s` on its connections, so a flush of one batch
 //! taking longer than that fails here exactly as it would in the proxy.
 
-use std::hash::{BuildHasher, Hasher};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection};
+/// The test suite's database helpers: a fresh `tollgate_t_<hex>` database, dropped at the end.
+#[path = "../tests/support/db.rs"]
+mod db;
+
 use tollgate::store::{connect, AnyStore, Batch, FlushOutcome, Store, StoreTarget, UsageDelta};
 
 const DEFAULT_SIZES: [usize; 2] = [100_000, 1_000_000];
@@ -53,9 +54,8 @@ async fn main() {
     let started = Instant::now();
     let mut results = Vec::new();
 
-    match std::env::var("DATABASE_URL") {
-        Ok(base) if !base.is_empty() => {
-            let url = create_pg_database(&base).await;
+    match db::fresh_pg_url().await {
+        Some(url) => {
             // In its own task, so the database is dropped even when a flush panics.
             let task = tokio::spawn(run_target(
                 "postgres",
@@ -64,13 +64,13 @@ async fn main() {
                 reps,
             ));
             let outcome = task.await;
-            drop_pg_database(&url).await;
+            db::drop_pg_database(&url).await;
             match outcome {
                 Ok(rows) => results.extend(rows),
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             }
         }
-        _ => {
+        None => {
             eprintln!();
             eprintln!(
                 "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
@@ -188,7 +188,7 @@ async fn run_size(
 /// transaction with the batch-id insert, twice (insert, then update), on a plain connection
 /// with `statement_timeout = 0`.
 async fn raw_pg_flushes(url: &str, rows: &[UsageDelta]) -> (Duration, Duration) {
-    let mut conn = pg_connect(url).await;
+    let mut conn = db::connect(url).await;
     sqlx::raw_sql("SET statement_timeout = 0")
         .execute(&mut conn)
         .await
@@ -256,7 +256,7 @@ fn deltas(n: usize) -> Vec<UsageDelta> {
 async fn reset(target: &StoreTarget) {
     match target {
         StoreTarget::Postgres { url } => {
-            let mut conn = pg_connect(url).await;
+            let mut conn = db::connect(url).await;
             // One statement per call: VACUUM refuses to run in a multi-statement string.
             for sql in [
                 "TRUNCATE usage, flush_batches",
@@ -354,67 +354,4 @@ fn env_list(name: &str) -> Option<Vec<usize>> {
         .filter_map(|s| s.trim().replace('_', "").parse().ok())
         .collect();
     (!sizes.is_empty()).then_some(sizes)
-}
-
-/// A fresh database `tollgate_b_<hex>` on the `DATABASE_URL` server; its URL.
-async fn create_pg_database(base: &str) -> String {
-    let name = format!("tollgate_b_{:016x}", random_u64());
-    let mut admin = pg_connect(base).await;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-    admin.close().await.ok();
-    let url = with_database(base, &name);
-    eprintln!("postgres: created database {name}");
-    url
-}
-
-async fn drop_pg_database(url: &str) {
-    let options = PgConnectOptions::from_str(url).expect("a URL from create_pg_database");
-    let name = options
-        .get_database()
-        .expect("the URL names its database")
-        .to_owned();
-    assert!(name.starts_with("tollgate_b_"), "refusing to drop {name}");
-    let mut admin = pg_connect(&with_database(url, "postgres")).await;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap_or_else(|e| panic!("DROP DATABASE {name}: {e}"));
-    admin.close().await.ok();
-    eprintln!("postgres: dropped database {name}");
-}
-
-async fn pg_connect(url: &str) -> sqlx::PgConnection {
-    PgConnectOptions::from_str(url)
-        .expect("DATABASE_URL is a postgres URL")
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect to the DATABASE_URL server: {e}"))
-}
-
-/// `url` with its path (the database name) replaced by `name`, query kept.
-fn with_database(url: &str, name: &str) -> String {
-    let authority_start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[authority_start..];
-    let path_start = authority_start + rest.find(['/', '?']).unwrap_or(rest.len());
-    let query_start = url[path_start..]
-        .find('?')
-        .map_or(url.len(), |i| path_start + i);
-    format!("{}/{name}{}", &url[..path_start], &url[query_start..])
-}
-
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }

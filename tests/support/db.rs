@@ -59,7 +59,8 @@ pub async fn drop_pg_database(url: &str) {
     admin.close().await.ok();
 }
 
-async fn connect(url: &str) -> sqlx::PgConnection {
+/// A single connection to `url`; panics with the server's error.
+pub async fn connect(url: &str) -> sqlx::PgConnection {
     let options = PgConnectOptions::from_str(url).expect("DATABASE_URL is a postgres URL");
     options
         .connect()
