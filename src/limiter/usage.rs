@@ -31,7 +31,7 @@ use dashmap::DashMap;
 use foldhash::fast::FixedState;
 
 use super::entry::KeyText;
-use super::quota::kind_name;
+use super::calendar::PeriodKind;
 use super::rule::{Limits, Rule};
 use super::table::IdentityHasher;
 
@@ -149,7 +149,7 @@ impl UsageLog {
             if let Some(q) = &w.quota {
                 let row = Row {
                     hash,
-                    period: period_index(kind_name(q.kind())),
+                    period: quota_period(q.kind()),
                     start_ms: q.period(now_ms).start_ms,
                 };
                 self.add(row, rule, key, now_ms, cost);
@@ -293,6 +293,15 @@ impl Row {
         let b = self.start_ms ^ K.rotate_left(17);
         let product = u128::from(a) * u128::from(b | 1);
         (product as u64) ^ ((product >> 64) as u64) ^ self.hash.rotate_left(29)
+    }
+}
+
+/// The index in [`PERIODS`] of a calendar quota's period, without a string search per request.
+fn quota_period(kind: PeriodKind) -> u8 {
+    match kind {
+        PeriodKind::Day => 1,
+        PeriodKind::Week => 2,
+        PeriodKind::Month => 3,
     }
 }
 

@@ -164,3 +164,12 @@ fn the_cap_drops_the_oldest_rows() {
 fn a_pending_row_fills_a_64_byte_bucket() {
     assert_eq!(std::mem::size_of::<PendingUsage>(), 56);
 }
+
+#[test]
+fn quota_periods_index_their_own_names() {
+    use crate::limiter::quota::kind_name;
+    for kind in [PeriodKind::Day, PeriodKind::Week, PeriodKind::Month] {
+        assert_eq!(PERIODS[usize::from(quota_period(kind))], kind_name(kind));
+        assert_eq!(period_index(kind_name(kind)), quota_period(kind));
+    }
+}
