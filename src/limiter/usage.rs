@@ -30,8 +30,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use foldhash::fast::FixedState;
 
-use super::entry::KeyText;
 use super::calendar::PeriodKind;
+use super::entry::KeyText;
 use super::rule::{Limits, Rule};
 use super::table::IdentityHasher;
 
