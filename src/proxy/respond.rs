@@ -5,12 +5,16 @@
 //! `RateLimit` as structured-field lists) and body templates. Never leaks internals: an error body
 //! names the failure class, not the upstream's address or an OS error.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use smallvec::SmallVec;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
+use std::sync::Arc;
 
 use super::pool::UpstreamBody;
 use crate::limiter::calendar::PeriodKind;
@@ -176,6 +180,8 @@ fn push(out: &mut impl Extend<(HeaderName, HeaderValue)>, name: HeaderName, valu
 /// How 429s look: body template and legacy headers.
 #[derive(Debug, Clone)]
 pub struct DenySettings {
+    /// Unique per `new`: tells [`LAST_429`] which settings (and config generation) made it.
+    id: u64,
     template: Vec<Segment>,
     content_type: HeaderValue,
     pub legacy_headers: bool,
@@ -193,7 +199,9 @@ const DEFAULT_DENY_BODY: &str =
 
 impl DenySettings {
     pub fn new(body: Option<&str>, content_type: HeaderValue, legacy_headers: bool) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             template: parse_template(body.unwrap_or(DEFAULT_DENY_BODY)),
             content_type,
             legacy_headers,
@@ -212,7 +220,8 @@ impl DenySettings {
         Bytes::from(out)
     }
 
-    /// The 429 for a denial by `checks[check]`.
+    /// The 429 for a denial by `checks[check]`. A thread's previous 429 is reused when
+    /// everything its headers and body say is the same (see [`Last429`]).
     pub fn rejected(
         &self,
         checks: &[Check],
@@ -220,19 +229,94 @@ impl DenySettings {
         retry_after_ms: u64,
         statuses: &[WindowStatus],
     ) -> Response<ProxyBody> {
-        let rule = &checks[check as usize].rule.name;
         let retry_after = secs_ceil(retry_after_ms).max(1);
-        let mut resp = Response::new(Either::Right(Full::new(self.render(rule, retry_after))));
+        let key = Key429::new(self.id, checks, check, retry_after, statuses);
+        let (headers, body) = LAST_429.with_borrow_mut(|last| match last {
+            Some(l) if l.key == key => (l.headers.clone(), l.body.clone()),
+            _ => {
+                let made = self.render_429(checks, check, retry_after, statuses);
+                *last = Some(Last429 {
+                    key,
+                    headers: made.0.clone(),
+                    body: made.1.clone(),
+                });
+                made
+            }
+        });
+        let mut resp = Response::new(Either::Right(Full::new(body)));
         *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let h = resp.headers_mut();
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    fn render_429(
+        &self,
+        checks: &[Check],
+        check: u16,
+        retry_after: u64,
+        statuses: &[WindowStatus],
+    ) -> (HeaderMap, Bytes) {
+        let rule = &checks[check as usize].rule.name;
+        let mut h = HeaderMap::with_capacity(8);
         h.insert(header::CONTENT_TYPE, self.content_type.clone());
         h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         if let Ok(v) = HeaderValue::from_str(rule) {
             h.insert(RULE_HEADER, v);
         }
-        rate_limit_headers(h, checks, statuses, self.legacy_headers);
-        resp
+        rate_limit_headers(&mut h, checks, statuses, self.legacy_headers);
+        (h, self.render(rule, retry_after))
     }
+}
+
+/// Everything a 429's headers and body are made of: the settings, the denying rule, the
+/// retry-after in seconds, and per window its rule and its numbers with the reset in seconds.
+/// Rules are compared by address: they belong to the config generation `deny_id` names.
+#[derive(PartialEq, Eq)]
+struct Key429 {
+    deny_id: u64,
+    rule: usize,
+    retry_after: u64,
+    windows: SmallVec<[(usize, WindowStatus); 4]>,
+}
+
+impl Key429 {
+    fn new(
+        deny_id: u64,
+        checks: &[Check],
+        check: u16,
+        retry_after: u64,
+        statuses: &[WindowStatus],
+    ) -> Self {
+        let rule_at = |c: u16| Arc::as_ptr(&checks[c as usize].rule.name).cast::<u8>() as usize;
+        Self {
+            deny_id,
+            rule: rule_at(check),
+            retry_after,
+            windows: statuses
+                .iter()
+                .map(|s| {
+                    let shown = WindowStatus {
+                        window: 0,
+                        reset_ms: secs_ceil(s.reset_ms),
+                        ..*s
+                    };
+                    (rule_at(s.check), shown)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A thread's last 429. One client pushing past its limit gets the same answer many times a
+/// second; cloning it (reference counts, one allocation) costs a fraction of formatting it.
+struct Last429 {
+    key: Key429,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+thread_local! {
+    static LAST_429: RefCell<Option<Last429>> = const { RefCell::new(None) };
 }
 
 impl Default for DenySettings {
@@ -301,6 +385,70 @@ mod tests {
         s.clear();
         policy_name("api", 2, 5_400_000, None, &mut s);
         assert_eq!(s, "api-90m");
+    }
+
+    /// A 429 for the same rule, retry-after and window numbers is the thread's last one reused;
+    /// anything its text depends on (remaining, reset second, rule, settings) makes a new one.
+    #[test]
+    fn repeated_429s_reuse_the_last_only_when_nothing_differs() {
+        use crate::limiter::{Key, KeyPart, Limits, Rule};
+        let a = Rule::new("a", Limits::new([(1_000, 5, "5/s")]), false);
+        let b = Rule::new("b", Limits::new([(1_000, 5, "5/s")]), false);
+        let check = |rule| Check {
+            rule,
+            key: Key::single(KeyPart::Str("k")),
+            cost: 1,
+        };
+        let status = |remaining, reset_ms| WindowStatus {
+            check: 0,
+            window: 0,
+            max: 5,
+            dur_ms: 1_000,
+            calendar: None,
+            remaining,
+            reset_ms,
+        };
+        let text = |r: Response<ProxyBody>| {
+            let mut out = format!("{}\n", r.status());
+            for (n, v) in r.headers() {
+                out += &format!("{n}: {}\n", v.to_str().unwrap());
+            }
+            match r.into_body() {
+                Either::Right(full) => {
+                    let body = futures_util::FutureExt::now_or_never(
+                        http_body_util::BodyExt::collect(full),
+                    );
+                    out += std::str::from_utf8(&body.unwrap().unwrap().to_bytes()).unwrap();
+                }
+                Either::Left(_) => unreachable!("a 429 has its own body"),
+            }
+            out
+        };
+        let d = DenySettings::default();
+        let first = text(d.rejected(&[check(&a)], 0, 1_500, &[status(0, 1_500)]));
+        assert!(first.contains("retry-after: 2\n"), "{first}");
+        assert!(first.contains(r#"ratelimit: "a";r=0;t=2"#), "{first}");
+        // Same second, same numbers: the same answer.
+        assert_eq!(
+            text(d.rejected(&[check(&a)], 0, 1_200, &[status(0, 1_200)])),
+            first
+        );
+        // Each input the text depends on changes it.
+        let other_reset = text(d.rejected(&[check(&a)], 0, 2_500, &[status(0, 2_500)]));
+        assert!(other_reset.contains(r#"r=0;t=3"#) && other_reset.contains("retry-after: 3"));
+        let other_remaining = text(d.rejected(&[check(&a)], 0, 1_500, &[status(1, 1_500)]));
+        assert!(other_remaining.contains(r#"r=1;t=2"#), "{other_remaining}");
+        let other_rule = text(d.rejected(&[check(&b)], 0, 1_500, &[status(0, 1_500)]));
+        assert!(other_rule.contains("tollgate-rule: b") && other_rule.contains(r#""rule":"b""#));
+        let legacy = DenySettings::new(None, HeaderValue::from_static("application/json"), true);
+        let with_legacy = text(legacy.rejected(&[check(&a)], 0, 1_500, &[status(0, 1_500)]));
+        assert!(
+            with_legacy.contains("x-ratelimit-remaining: 0"),
+            "{with_legacy}"
+        );
+        assert!(
+            !text(d.rejected(&[check(&a)], 0, 1_500, &[status(0, 1_500)])).contains("x-ratelimit")
+        );
     }
 
     #[test]
