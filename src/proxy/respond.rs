@@ -408,34 +408,37 @@ mod tests {
             remaining,
             reset_ms,
         };
-        let text = |r: Response<ProxyBody>| {
+        // The response as text, and where its body's bytes live (a reused 429 shares them).
+        let answer = |r: Response<ProxyBody>| {
             let mut out = format!("{}\n", r.status());
             for (n, v) in r.headers() {
                 out += &format!("{n}: {}\n", v.to_str().unwrap());
             }
-            match r.into_body() {
-                Either::Right(full) => {
-                    let body = futures_util::FutureExt::now_or_never(
-                        http_body_util::BodyExt::collect(full),
-                    );
-                    out += std::str::from_utf8(&body.unwrap().unwrap().to_bytes()).unwrap();
-                }
-                Either::Left(_) => unreachable!("a 429 has its own body"),
-            }
-            out
+            let Either::Right(full) = r.into_body() else {
+                unreachable!("a 429 has its own body")
+            };
+            let body =
+                futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(full))
+                    .unwrap()
+                    .unwrap()
+                    .to_bytes();
+            out += std::str::from_utf8(&body).unwrap();
+            (out, body.as_ptr())
         };
+        let text = |r| answer(r).0;
         let d = DenySettings::default();
-        let first = text(d.rejected(&[check(&a)], 0, 1_500, &[status(0, 1_500)]));
+        let (first, first_at) = answer(d.rejected(&[check(&a)], 0, 1_500, &[status(0, 1_500)]));
         assert!(first.contains("retry-after: 2\n"), "{first}");
         assert!(first.contains(r#"ratelimit: "a";r=0;t=2"#), "{first}");
-        // Same second, same numbers: the same answer.
-        assert_eq!(
-            text(d.rejected(&[check(&a)], 0, 1_200, &[status(0, 1_200)])),
-            first
-        );
+        // Same second, same numbers: the same answer, and the same bytes (reused, not remade).
+        let (again, again_at) = answer(d.rejected(&[check(&a)], 0, 1_200, &[status(0, 1_200)]));
+        assert_eq!(again, first);
+        assert_eq!(again_at, first_at, "the repeated 429 was formatted again");
         // Each input the text depends on changes it.
-        let other_reset = text(d.rejected(&[check(&a)], 0, 2_500, &[status(0, 2_500)]));
+        let (other_reset, other_at) =
+            answer(d.rejected(&[check(&a)], 0, 2_500, &[status(0, 2_500)]));
         assert!(other_reset.contains(r#"r=0;t=3"#) && other_reset.contains("retry-after: 3"));
+        assert_ne!(other_at, first_at);
         let other_remaining = text(d.rejected(&[check(&a)], 0, 1_500, &[status(1, 1_500)]));
         assert!(other_remaining.contains(r#"r=1;t=2"#), "{other_remaining}");
         let other_rule = text(d.rejected(&[check(&b)], 0, 1_500, &[status(0, 1_500)]));
