@@ -95,6 +95,7 @@ heartbeat_interval = "10s"
 [database]
 sqlite_path = "{db}"
 flush_interval = "200ms"
+hour_flush_interval = "200ms"
 
 [[rules]]
 name = "per-user"

@@ -98,6 +98,29 @@ fn a_typo_in_a_key_name_is_an_error_not_ignored() {
 }
 
 #[test]
+fn hour_rows_cannot_be_flushed_more_often_than_the_flush_ticks() {
+    let route = "[[routes]]\nname = \"r\"\n[routes.direct]\nbody = \"x\"\n";
+    let check = |db: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tollgate.toml");
+        std::fs::write(&path, format!("[database]\nenabled = false\n{db}\n{route}")).unwrap();
+        tollgate().arg("check-config").arg(&path).output().unwrap()
+    };
+    let out = check("flush_interval = \"5s\"\nhour_flush_interval = \"2s\"");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("database.hour_flush_interval"), "{err}");
+    // Unset, it follows a flush interval longer than its 10 s default instead of failing.
+    let out = check("flush_interval = \"30s\"");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_bad_config_at_startup_exits_64() {
     let (_dir, path) = config_file("[[routes]]\nname = \"r\"\n");
     let out = tollgate().arg("--config").arg(&path).output().unwrap();

@@ -190,6 +190,9 @@ pub struct RawDatabase {
     pub sqlite_path: Option<String>,
     /// How often pending usage is written. Default "1s".
     pub flush_interval: Option<String>,
+    /// How often the hourly usage rows (per rule and key) are written; quota rows and violations
+    /// go every `flush_interval`. Default "10s"; at least `flush_interval`.
+    pub hour_flush_interval: Option<String>,
     /// How often quota totals are read back (several instances on one Postgres). Default "2s".
     pub sync_interval: Option<String>,
     /// Pending rows kept while the database is unreachable; past it the oldest are dropped.

@@ -35,6 +35,9 @@ pub struct DatabaseSettings {
     /// `None`: usage stays in memory.
     pub target: Option<StoreTarget>,
     pub flush_interval: Duration,
+    /// Hour rows wait this long (a multiple of flush ticks): they are most of the rows, and
+    /// nothing but reports and restarts reads them.
+    pub hour_flush_interval: Duration,
     pub sync_interval: Duration,
     pub max_pending: usize,
     pub migrate_on_start: bool,

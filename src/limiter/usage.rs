@@ -88,6 +88,8 @@ type Map<V> = DashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
 
 /// The periods a usage row can count, by index; see [`period_index`].
 const PERIODS: [&str; 4] = ["hour", "day", "week", "month"];
+/// The index of `"hour"` in [`PERIODS`].
+const HOUR: u8 = 0;
 
 /// A [`UsageDelta`] while it waits in the log: the same facts in 56 bytes.
 #[derive(Debug, Clone)]
@@ -141,7 +143,7 @@ impl UsageLog {
         let hour = now_ms / HOUR_MS * HOUR_MS;
         let row = Row {
             hash,
-            period: 0,
+            period: HOUR,
             start_ms: hour,
         };
         self.add(row, rule, key, now_ms, cost);
@@ -230,11 +232,15 @@ impl UsageLog {
         usage.chain(violations).min()
     }
 
-    /// Takes every pending delta. Each shard is emptied under its lock, so a request counted
-    /// concurrently lands either in this drain or in the next, never in neither.
-    pub fn drain(&self) -> Drained {
+    /// Takes every pending delta, but leaves the `hour` rows unless `hours`. Each shard is
+    /// emptied under its lock, so a request counted concurrently lands either in this drain or in
+    /// the next, never in neither.
+    pub fn drain(&self, hours: bool) -> Drained {
         let mut out = Drained::default();
         self.usage.retain(|_, d| {
+            if !hours && d.period == HOUR {
+                return true;
+            }
             out.usage.push(d.delta());
             false
         });

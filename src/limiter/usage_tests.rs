@@ -45,7 +45,7 @@ fn allowed_requests_land_in_hour_and_quota_rows_and_denials_nowhere() {
     for _ in 0..5 {
         limiter.check(&[check(&rule, "alice")]);
     }
-    let mut drained = log.drain();
+    let mut drained = log.drain(true);
     drained.usage.sort_by_key(|d| d.period);
     let rows: Vec<_> = drained
         .usage
@@ -64,6 +64,30 @@ fn allowed_requests_land_in_hour_and_quota_rows_and_denials_nowhere() {
 }
 
 #[test]
+fn a_drain_without_hours_leaves_the_hour_rows_for_a_later_one() {
+    let rule = quota_rule();
+    let now = 20_000 * DAY_MS + 5 * HOUR_MS;
+    let (clock, limiter, log) = limiter(now);
+    limiter.check(&[check(&rule, "a")]);
+    limiter.check(&[check(&rule, "b")]);
+    let quota_only: Vec<_> = log.drain(false).usage.iter().map(|d| d.period).collect();
+    assert_eq!(quota_only, ["day", "day"]);
+    assert_eq!(log.pending_rows(), 2, "both hour rows wait");
+    clock.advance(std::time::Duration::from_secs(1));
+    limiter.check(&[check(&rule, "a")]);
+    let mut all: Vec<_> = log
+        .drain(true)
+        .usage
+        .iter()
+        .map(|d| (d.period, d.count))
+        .collect();
+    all.sort_unstable();
+    // a's hour row kept counting while it waited; b's came along; a's new day row too.
+    assert_eq!(all, [("day", 1), ("hour", 1), ("hour", 2)]);
+    assert_eq!(log.pending_rows(), 0);
+}
+
+#[test]
 fn pending_follows_the_entry_until_drained() {
     let rule = quota_rule();
     let now = 20_000 * DAY_MS;
@@ -72,7 +96,7 @@ fn pending_follows_the_entry_until_drained() {
     limiter.check(&[check(&rule, "k")]);
     let hash = limiter.hash_key(rule.id, &Key::single(KeyPart::Str("k")));
     assert_eq!(log.pending(hash, "day", now), 2);
-    log.drain();
+    log.drain(true);
     assert_eq!(log.pending(hash, "day", now), 0);
 }
 
@@ -129,7 +153,7 @@ fn violations_coalesce_per_key_and_minute() {
     }
     log.violation(&rule, "k", 120_000, false, sample);
     log.violation(&rule, "k", 60_001, true, sample);
-    let mut v = log.drain().violations;
+    let mut v = log.drain(true).violations;
     v.sort_by_key(|d| (d.minute, d.shadow));
     let rows: Vec<_> = v
         .iter()
@@ -156,7 +180,7 @@ fn the_cap_drops_the_oldest_rows() {
     assert_eq!(log.pending_rows(), 6);
     let (rows, cost) = log.drop_oldest(2);
     assert_eq!((rows, cost), (4, 4));
-    let left: Vec<_> = log.drain().usage.into_iter().map(|d| d.key).collect();
+    let left: Vec<_> = log.drain(true).usage.into_iter().map(|d| d.key).collect();
     assert!(left.iter().all(|k| &**k == "c"), "{left:?}");
 }
 

@@ -6,7 +6,8 @@
 //! request path: requests only ever touch the log, so a slow or dead database never adds latency.
 //!
 //! # A batch's life
-//! Each tick drains the log into [`Batch`]es (the first also carrying each rule's decision
+//! Each tick drains the log once (the `hour` rows only every `hour_flush_interval`: they are
+//! most of the rows under load, and only reports and restarts read them) into [`Batch`]es (the first also carrying each rule's decision
 //! counts since the last drain, as traffic rows of the current minute) of at most 20k rows, each with a fresh id
 //! (`instance-sequence`), and flushes them in order. On failure the same batch, same id, is retried on the next tick, with the interval doubled
 //! up to 30 s, while new requests keep aggregating in the log (one row per key and period, so
@@ -64,6 +65,8 @@ pub struct Flusher<S> {
     /// Quota rows written since the last sync.
     active: HashSet<UsageKey>,
     last_sync: Option<Instant>,
+    /// When the `hour` rows were last drained (or the flusher started).
+    last_hours: Instant,
     backoff: Duration,
     metrics: FlushMetrics,
     /// Decision counters, read each flush into per-minute traffic rows.
@@ -134,6 +137,7 @@ impl<S: Store + 'static> Flusher<S> {
             stuck: VecDeque::new(),
             active: HashSet::new(),
             last_sync: None,
+            last_hours: Instant::now(),
             backoff: Duration::ZERO,
             metrics: FlushMetrics::new(metrics),
             registry: metrics.clone(),
@@ -157,16 +161,22 @@ impl<S: Store + 'static> Flusher<S> {
 
     /// One round: flush what is stuck or pending, enforce the cap, maybe sync, update gauges.
     pub async fn tick(&mut self) {
-        let mut flushed = false;
-        // A recovered store takes the stuck batch and then the log's backlog in the same tick.
-        while self.next_batch().await {
+        let hours = self.hours_due();
+        let (mut flushed, mut drained) = (false, false);
+        // A recovered store takes the stuck batches and then the log's backlog in the same
+        // tick. The log is drained once per tick: under load it is never empty, and draining it
+        // again right after a flush would write nearly every key's rows on every flush.
+        loop {
+            if self.stuck.is_empty() {
+                if drained || !self.next_batch(hours).await {
+                    break;
+                }
+                drained = true;
+            }
             if !self.flush_stuck().await {
                 break;
             }
             flushed = true;
-            if self.stuck.is_empty() && self.log.pending_rows() == 0 {
-                break;
-            }
         }
         self.enforce_cap();
         if flushed && self.stuck.is_empty() && self.sync_due() {
@@ -179,12 +189,15 @@ impl<S: Store + 'static> Flusher<S> {
     /// is nothing to write. The drain and the conversion run on a blocking thread, so a large
     /// backlog never holds a runtime worker (and the requests it serves) for long, and the
     /// result is cut into batches of at most `MAX_BATCH_ROWS` rows, each with its own id.
-    async fn next_batch(&mut self) -> bool {
+    async fn next_batch(&mut self, hours: bool) -> bool {
         if !self.stuck.is_empty() {
             return true;
         }
+        if hours {
+            self.last_hours = Instant::now();
+        }
         let log = self.log.clone();
-        let Ok(drained) = tokio::task::spawn_blocking(move || log.drain()).await else {
+        let Ok(drained) = tokio::task::spawn_blocking(move || log.drain(hours)).await else {
             return false;
         };
         let traffic = self.traffic();
@@ -367,6 +380,11 @@ impl<S: Store + 'static> Flusher<S> {
         self.metrics.oldest.set(age as f64 / 1000.0);
     }
 
+    /// Whether this tick also drains the `hour` rows (every `hour_flush_interval`).
+    fn hours_due(&self) -> bool {
+        self.last_hours.elapsed() >= self.settings.hour_flush_interval
+    }
+
     fn sync_due(&self) -> bool {
         !self.active.is_empty()
             && self
@@ -410,7 +428,7 @@ impl<S: Store + 'static> Flusher<S> {
     /// After shutdown: flush until nothing is left or the deadline passes.
     async fn finish(mut self, deadline: Duration) {
         let end = Instant::now() + deadline;
-        while self.next_batch().await {
+        while self.next_batch(true).await {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

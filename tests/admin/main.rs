@@ -38,7 +38,7 @@ limits = ["5/m"]
 /// A tollgate with both tokens, a fast feed and a SQLite store at `dir/t.db`.
 pub async fn start(dir: &Path, up: &Upstream, extra_admin: &str) -> TestTollgate {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN}\"\nread_token = \"{READ}\"\n{extra_admin}\n[database]\nsqlite_path = \"{}\"\nflush_interval = \"100ms\"\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN}\"\nread_token = \"{READ}\"\n{extra_admin}\n[database]\nsqlite_path = \"{}\"\nflush_interval = \"100ms\"\nhour_flush_interval = \"100ms\"\n{}",
         dir.join("t.db").display(),
         RULES.replace("UPSTREAM", &up.url()),
     );

@@ -58,7 +58,7 @@ impl Db {
         let path = dir.path().join("usage.db");
         Db {
             section: format!(
-                "sqlite_path = {:?}\nflush_interval = \"100ms\"",
+                "sqlite_path = {:?}\nflush_interval = \"100ms\"\nhour_flush_interval = \"100ms\"",
                 path.display().to_string()
             ),
             target: StoreTarget::Sqlite { path },
@@ -69,7 +69,7 @@ impl Db {
     fn postgres(url: &str) -> Db {
         Db {
             section: format!(
-                "url = {url:?}\nflush_interval = \"100ms\"\nsync_interval = \"100ms\""
+                "url = {url:?}\nflush_interval = \"100ms\"\nhour_flush_interval = \"100ms\"\nsync_interval = \"100ms\""
             ),
             target: StoreTarget::Postgres { url: url.into() },
             _dir: None,
@@ -101,6 +101,7 @@ macro_rules! both_stores {
 
 both_stores!(
     usage_and_violations_are_exact,
+    hour_rows_wait_for_their_interval_and_shutdown_writes_them,
     a_restart_keeps_a_spent_quota,
     zoned_quotas_survive_restarts_across_dst_and_a_month_boundary
 );
@@ -167,6 +168,41 @@ async fn usage_and_violations_are_exact(db: Db) {
     let sample = (&*v[0].method, &*v[0].path, &*v[0].client_ip, &*v[0].limit);
     assert_eq!(sample, ("GET", "/x", "127.0.0.1", "7/1m"));
     assert_eq!((v[0].count, v[0].shadow), (5, false));
+    store.close().await;
+}
+
+/// Quota rows go every `flush_interval`; hour rows wait for `hour_flush_interval` (here far
+/// away), and a graceful stop writes them anyway.
+async fn hour_rows_wait_for_their_interval_and_shutdown_writes_them(db: Db) {
+    let section = db.section.replace(
+        "hour_flush_interval = \"100ms\"",
+        "hour_flush_interval = \"1h\"",
+    );
+    let t = TestTollgate::from_text(&config(r#"["1000/d"]"#, &section), None).await;
+    for i in 0..6 {
+        let key = format!("k{}", i % 3);
+        assert_eq!(get(&t.url("/x"), &[("x-api-key", &key)]).await.status, 200);
+    }
+    let store = db.store().await;
+    let sum = |rows: Vec<tollgate::store::UsageRow>| rows.iter().map(|r| r.count).sum::<i64>();
+    let mut day = 0;
+    for _ in 0..50 {
+        day = sum(store.usage_for_period("day", 0).await.unwrap());
+        if day == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(day, 6, "quota rows are written every flush_interval");
+    let hour = sum(store.usage_for_period("hour", HOUR_START).await.unwrap());
+    assert_eq!(hour, 0, "hour rows wait for hour_flush_interval");
+    t.stop().await;
+    let hour = store.usage_for_period("hour", HOUR_START).await.unwrap();
+    assert_eq!(
+        (hour.len(), sum(hour)),
+        (3, 6),
+        "a graceful stop writes them"
+    );
     store.close().await;
 }
 
@@ -264,7 +300,7 @@ async fn a_restart_keeps_a_spent_quota(db: Db) {
 /// intervals is on disk. Prints the measured loss.
 #[test]
 fn kill_9_loses_at_most_the_last_flush_interval() {
-    let toml = "[database]\nsqlite_path = \"usage.db\"\nflush_interval = \"200ms\"\n\n[[rules]]\nname = \"quota\"\nkey = \"header:x-api-key\"\nlimits = [\"1000/m\"]\n\n[[routes]]\nname = \"api\"\nrules = [\"quota\"]\n[routes.direct]\nbody = \"ok\"\n";
+    let toml = "[database]\nsqlite_path = \"usage.db\"\nflush_interval = \"200ms\"\nhour_flush_interval = \"200ms\"\n\n[[rules]]\nname = \"quota\"\nkey = \"header:x-api-key\"\nlimits = [\"1000/m\"]\n\n[[routes]]\nname = \"api\"\nrules = [\"quota\"]\n[routes.direct]\nbody = \"ok\"\n";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.toml");
     std::fs::write(

@@ -135,9 +135,25 @@ fn database(raw: &RawConfig, errs: &mut Errors) -> DatabaseSettings {
             path: PathBuf::from(d.sqlite_path.as_deref().unwrap_or("tollgate.db")),
         }),
     };
+    let flush_interval = dur(errs, "database.flush_interval", &d.flush_interval, 1);
+    // Unset: 10 s, or the flush interval when that is longer.
+    let hour_flush_interval = match &d.hour_flush_interval {
+        None => flush_interval.max(Duration::from_secs(10)),
+        set => {
+            let hours = dur(errs, "database.hour_flush_interval", set, 10);
+            if hours < flush_interval {
+                errs.push(
+                    "database.hour_flush_interval",
+                    format!("{hours:?} is shorter than database.flush_interval ({flush_interval:?}); hour rows are written on flush ticks"),
+                );
+            }
+            hours
+        }
+    };
     DatabaseSettings {
         target,
-        flush_interval: dur(errs, "database.flush_interval", &d.flush_interval, 1),
+        flush_interval,
+        hour_flush_interval,
         sync_interval: dur(errs, "database.sync_interval", &d.sync_interval, 2),
         max_pending: positive(errs, "database.max_pending", d.max_pending, 1_000_000, 1),
         migrate_on_start: d.migrate_on_start.unwrap_or(true),
