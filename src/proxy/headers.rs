@@ -9,32 +9,51 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use smallvec::SmallVec;
 
-/// Fields that describe one hop and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
+/// Fields that describe one hop and never cross a proxy, by bit (see [`hop_bit`]).
+fn hop_name(bit: u32) -> HeaderName {
+    match bit {
+        0 => header::CONNECTION,
+        1 => HeaderName::from_static("keep-alive"),
+        2 => HeaderName::from_static("proxy-connection"),
+        3 => header::PROXY_AUTHENTICATE,
+        4 => header::PROXY_AUTHORIZATION,
+        5 => header::TE,
+        6 => header::TRAILER,
+        _ => header::TRANSFER_ENCODING,
+    }
+}
+const CONNECTION_BIT: u16 = 1;
+const UPGRADE_BIT: u16 = 1 << 8;
+
+/// The bit of a hop-by-hop name (see [`hop_name`]), `UPGRADE_BIT` for Upgrade, or 0.
+/// A `match` on the name's text: a length test rejects almost every other name, without building
+/// or comparing `HeaderName`s.
+fn hop_bit(name: &HeaderName) -> u16 {
+    match name.as_str() {
+        "connection" => CONNECTION_BIT,
+        "keep-alive" => 1 << 1,
+        "proxy-connection" => 1 << 2,
+        "proxy-authenticate" => 1 << 3,
+        "proxy-authorization" => 1 << 4,
+        "te" => 1 << 5,
+        "trailer" => 1 << 6,
+        "transfer-encoding" => 1 << 7,
+        "upgrade" => UPGRADE_BIT,
+        _ => 0,
+    }
+}
 
 /// Remove hop-by-hop fields, including those the Connection field names. With `upgrade`, keep
 /// `Connection: upgrade` and `Upgrade` so the upstream sees the upgrade request.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // One pass over the names finds which are present, without hashing; most messages carry
     // none, or only `Connection: keep-alive`.
-    let (mut seen, mut has_upgrade) = (0u16, false);
-    for name in headers.keys() {
-        match HOP_BY_HOP.iter().position(|h| h == name) {
-            Some(i) => seen |= 1 << i,
-            None => has_upgrade |= *name == header::UPGRADE,
-        }
+    let seen = headers.keys().fold(0u16, |seen, name| seen | hop_bit(name));
+    if seen == 0 && !upgrade {
+        return;
     }
-    if seen & 1 != 0 {
-        // Connection is HOP_BY_HOP[0]: also drop the fields it names, beyond the usual tokens.
+    if seen & CONNECTION_BIT != 0 {
+        // Also drop the fields Connection names, beyond the usual tokens.
         let named: SmallVec<[HeaderName; 2]> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -52,14 +71,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(name);
         }
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if seen & (1 << i) != 0 {
-            headers.remove(name);
-        }
+    let mut hops = seen & !UPGRADE_BIT;
+    while hops != 0 {
+        headers.remove(hop_name(hops.trailing_zeros()));
+        hops &= hops - 1;
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else if has_upgrade {
+    } else if seen & UPGRADE_BIT != 0 {
         headers.remove(header::UPGRADE);
     }
 }
@@ -221,6 +240,16 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn each_hop_bit_names_its_own_field() {
+        for bit in 0..8 {
+            assert_eq!(hop_bit(&hop_name(bit)), 1 << bit, "{}", hop_name(bit));
+        }
+        assert_eq!(hop_bit(&header::UPGRADE), UPGRADE_BIT);
+        assert_eq!(hop_bit(&header::CONTENT_LENGTH), 0);
+        assert_eq!(hop_bit(&HeaderName::from_static("x-connection")), 0);
     }
 
     #[test]
