@@ -248,6 +248,11 @@ impl UsageLog {
             out.violations.push(d.clone());
             false
         });
+        if hours {
+            // The hour rows of a burst of new keys grew the map for up to `hour_flush_interval`;
+            // give that memory back rather than keep the high-water mark for good.
+            self.usage.shrink_to_fit();
+        }
         out
     }
 
