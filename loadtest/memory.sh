@@ -7,13 +7,16 @@
 # VmRSS and VmHWM from /proc and tollgate_limiter_tracked_keys from /metrics, and prints
 # keys -> RSS MB -> bytes per key over the idle process.
 # Env: KEY_STEPS ("100000 1000000", cumulative totals) STORES ("none sqlite") WALK_SECONDS (300,
-#      the bound of one step's walk), plus lib.sh's CONNECTIONS RATE PIN.
+#      the bound of one step's walk), SETTLE (1, seconds to wait after the drain before reading
+#      RSS; the SQLite store gives back its log's memory on the first full drain that finds the
+#      map mostly empty, up to 2 x hour_flush_interval later), plus lib.sh's CONNECTIONS RATE PIN.
 source "$(dirname "$0")/lib.sh"
 need_tools wrk
 tollgate_bin
 KEY_STEPS=${KEY_STEPS:-100000 1000000}
 STORES=${STORES:-none sqlite}
 WALK_SECONDS=${WALK_SECONDS:-300}
+SETTLE=${SETTLE:-1}
 TARGETS=tollgate
 check_ports_free "$TG_PORT" "$TG_ADMIN_PORT"
 
@@ -58,7 +61,7 @@ sweep_interval = \"1h\"" write_config "$WORK/tollgate-$store.toml"
                 sleep 0.5
             done
         fi
-        sleep 1
+        sleep "$SETTLE"
         rss=$(status_kb "$pid" VmRSS) keys=$(tracked_keys)
         [ "$keys" -ge "$total" ] || die "only $keys keys tracked after walking $total (raise WALK_SECONDS?)"
         echo "| $store | $total | $keys | $(mb "$rss") | $(mb "$(status_kb "$pid" VmHWM)") | $(mb $((rss - rss0))) |" \

@@ -248,9 +248,11 @@ impl UsageLog {
             out.violations.push(d.clone());
             false
         });
-        if hours {
-            // The hour rows of a burst of new keys grew the map for up to `hour_flush_interval`;
-            // give that memory back rather than keep the high-water mark for good.
+        // A burst of new keys grew the map for up to `hour_flush_interval`; once a full drain
+        // (hours included) fills under a quarter of it, give the memory back. Never under steady
+        // load: a map shrunk every drain would regrow, and each regrowth rehashes a shard under
+        // its lock, on the request that happens to insert.
+        if hours && out.usage.len() * 4 < self.usage.capacity() {
             self.usage.shrink_to_fit();
         }
         out

@@ -197,3 +197,34 @@ fn quota_periods_index_their_own_names() {
         assert_eq!(period_index(kind_name(kind)), quota_period(kind));
     }
 }
+
+#[test]
+fn the_map_gives_back_its_memory_only_once_a_full_drain_finds_it_mostly_empty() {
+    let rule = quota_rule();
+    let (_, limiter, log) = limiter(20_000 * DAY_MS);
+    // 90 keys (the limiter tracks 100): an hour row and a day row each.
+    let keys: Vec<String> = (0..90).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        limiter.check(&[Check {
+            rule: &rule,
+            key: Key::single(KeyPart::Str(k)),
+            cost: 1,
+        }]);
+    }
+    let grown = log.usage.capacity();
+    assert!(grown >= 180, "{grown}");
+    log.drain(false);
+    assert_eq!(
+        log.usage.capacity(),
+        grown,
+        "a drain without hours keeps it"
+    );
+    assert_eq!(log.drain(true).usage.len(), 90);
+    assert_eq!(
+        log.usage.capacity(),
+        grown,
+        "a drain of a full map keeps it (steady load)"
+    );
+    log.drain(true);
+    assert!(log.usage.capacity() < grown / 4, "{}", log.usage.capacity());
+}

@@ -7,7 +7,8 @@
 //!
 //! # A batch's life
 //! Each tick drains the log once (the `hour` rows only every `hour_flush_interval`: they are
-//! most of the rows under load, and only reports and restarts read them) into [`Batch`]es (the first also carrying each rule's decision
+//! most of the rows under load, and only reports and restarts read them) into [`Batch`]es (the
+//! first also carrying each rule's decision
 //! counts since the last drain, as traffic rows of the current minute) of at most 20k rows, each with a fresh id
 //! (`instance-sequence`), and flushes them in order. On failure the same batch, same id, is retried on the next tick, with the interval doubled
 //! up to 30 s, while new requests keep aggregating in the log (one row per key and period, so
