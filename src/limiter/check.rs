@@ -53,7 +53,7 @@ impl Limiter {
         let limits = limits_of(c.rule, &c.key, overflow);
         let denial = entry.decide(limits, c.cost, now_ms, &mut statuses);
         if let (None, Some(log)) = (denial, &self.usage) {
-            log.record(hash, c.rule, &entry.key, limits, now_ms, c.cost);
+            log.record(hash, c.rule, &mut entry, limits, now_ms, c.cost);
         }
         drop(entry);
         match denial {
@@ -157,8 +157,8 @@ impl Limiter {
     fn record_all(&self, reserved: &[Reservation<'_>], now_ms: u64) {
         let Some(log) = &self.usage else { return };
         for r in reserved {
-            if let Some(entry) = self.map.get(&r.hash) {
-                log.record(r.hash, r.rule, &entry.key, r.limits, now_ms, r.cost);
+            if let Some(mut entry) = self.map.get_mut(&r.hash) {
+                log.record(r.hash, r.rule, &mut entry, r.limits, now_ms, r.cost);
             }
         }
     }
@@ -183,7 +183,7 @@ impl Limiter {
                 None => {
                     entry.commit(limits, c.cost, now_ms);
                     if let Some(log) = &self.usage {
-                        log.record(hash, c.rule, &entry.key, limits, now_ms, c.cost);
+                        log.record(hash, c.rule, &mut entry, limits, now_ms, c.cost);
                     }
                 }
                 Some(d) => {

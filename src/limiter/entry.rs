@@ -6,10 +6,12 @@
 //! across entries (see `check.rs`).
 //!
 //! # Size
-//! An entry is 64 bytes (72 with its `u64` map key), with no allocation for a key display of up
+//! An entry is 72 bytes (80 with its `u64` map key), with no allocation for a key display of up
 //! to 15 bytes (every IPv4 address) and one window: the display sits inline in a [`KeyText`], the
 //! first slot inline in the `SmallVec`, and the longest duration is recomputed by `sweep` instead
-//! of stored. A longer display costs one allocation, a second window duration another.
+//! of stored. A longer display costs one allocation, a second window duration another. Eight of
+//! the bytes are the key's usage not yet written to the store's hour rows ([`HourTally`]), which
+//! would otherwise take a row of its own in the usage log (`usage.rs`).
 
 use smallvec::SmallVec;
 
@@ -21,7 +23,7 @@ use super::window::Slot;
 /// The counters of one `(rule, key)`.
 ///
 /// `repr(C)` keeps what a decision touches first, right after the bucket's `u64` key: the slots
-/// and `last_seen_ms` (bytes 0..48 of the 72-byte bucket), then the cold `rule_id` and `key`. A
+/// and `last_seen_ms` (bytes 0..48 of the 80-byte bucket), then the cold `rule_id`, `key` and `hour`. A
 /// lookup then reads one cache line more often than two; in declaration order the slots sat at
 /// bytes 40..72, always on a second line.
 #[derive(Debug, Clone)]
@@ -36,6 +38,30 @@ pub struct Entry {
     pub rule_id: u64,
     /// The key's display, for the admin plane and for telling entries apart in `reset_key`.
     pub key: KeyText,
+    /// Allowed cost not yet handed to the store, for the key's `hour` usage row.
+    pub hour: HourTally,
+}
+
+/// The allowed cost of one key in one Unix hour that the store has not been given yet: what the
+/// usage log's `hour` row of the key would hold, kept in the entry so that counting it takes no
+/// second lock and no second map (see `usage.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourTally {
+    pub count: u32,
+    /// Unix seconds of the first request counted, at least 1; 0: nothing pending.
+    pub since_s: u32,
+}
+
+impl HourTally {
+    /// Whether anything is waiting to be written.
+    pub fn is_pending(self) -> bool {
+        self.since_s != 0
+    }
+
+    /// Unix ms of the start of the hour the tally counts.
+    pub fn hour_start_ms(self) -> u64 {
+        u64::from(self.since_s) * 1000 / super::usage::HOUR_MS * super::usage::HOUR_MS
+    }
 }
 
 /// A key's display as an entry stores it: inline up to 15 bytes, else behind one thin pointer,
@@ -92,6 +118,7 @@ impl Entry {
             last_seen_ms: now_ms,
             rule_id,
             key,
+            hour: HourTally::default(),
         }
     }
 
@@ -325,7 +352,7 @@ mod tests {
             assert_eq!(matches!(key, KeyText::Inline(_)), text.len() <= 15);
         }
         assert_eq!(std::mem::size_of::<KeyText>(), 16);
-        assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert_eq!(std::mem::size_of::<Entry>(), 72);
     }
 
     #[test]

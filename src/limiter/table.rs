@@ -171,12 +171,16 @@ impl Limiter {
         self.overflowed.load(Ordering::Relaxed)
     }
 
-    /// Removes entries idle for at least twice their longest window; returns how many.
+    /// Removes entries idle for at least twice their longest window; returns how many. An
+    /// evicted entry's pending hour usage stays in the usage log.
     pub fn sweep(&self, now_ms: u64) -> usize {
         let mut removed = 0;
-        self.map.retain(|_, e| {
+        self.map.retain(|&hash, e| {
             let keep = !e.is_idle(now_ms);
-            removed += usize::from(!keep);
+            if !keep {
+                removed += 1;
+                self.release(hash, e);
+            }
             keep
         });
         self.tracked.fetch_sub(removed, Ordering::Relaxed);
@@ -197,11 +201,17 @@ impl Limiter {
             Key::parse_display(key_display).table_hash(&self.hasher, rule_id)
         };
         let matches = |e: &Entry| e.rule_id == rule_id && e.key.as_str() == key_display;
-        let mut removed = usize::from(self.map.remove_if(&hash, |_, e| matches(e)).is_some());
-        if removed == 0 {
-            self.map.retain(|_, e| {
+        let mut removed = 0;
+        if let Some((hash, e)) = self.map.remove_if(&hash, |_, e| matches(e)) {
+            removed = 1;
+            self.release(hash, &e);
+        } else {
+            self.map.retain(|&hash, e| {
                 let keep = !matches(e);
-                removed += usize::from(!keep);
+                if !keep {
+                    removed += 1;
+                    self.release(hash, e);
+                }
                 keep
             });
         }
@@ -221,6 +231,13 @@ impl Limiter {
                 slots: e.slots.to_vec(),
             })
             .collect()
+    }
+
+    /// Keeps what an entry leaving the table has not written yet (its hour usage).
+    fn release(&self, hash: u64, entry: &Entry) {
+        if let Some(log) = &self.usage {
+            log.release(hash, entry);
+        }
     }
 
     /// The per-process hash seed.

@@ -16,24 +16,35 @@
 //! exact usage per rule and key for every rule, and to one row per calendar quota of the limits
 //! it passed (`day`, `week` or `month`, at the period's start).
 //!
+//! The `hour` row of a key is not in the maps here while it counts: the key's table entry holds
+//! it as a [`HourTally`] (8 bytes), because nearly every allowed request has one and a map row
+//! per key would cost a second lock and probe per request and about 64 bytes per key. The
+//! entry's tally becomes a row here only when it cannot stay: its hour is over while it still
+//! waits, or the entry is evicted or reset. [`Limiter::drain_usage`] takes the tallies of every
+//! entry when the flusher asks for hour rows. Entries keep a rule's id, not its name, so the
+//! first tally of a rule registers the name.
+//!
 //! # Cost on the hot path
-//! A record is one more shard lock and probe on every allowed request, so a row is kept small
+//! A quota row is one more shard lock and probe on an allowed request, so a row is kept small
 //! and cheap to find: its map key mixes the entry's hash with the period by one multiply (no
 //! string hashing), an existing row is bumped through `get_mut` (no entry API), and a pending row
 //! is 56 bytes (a 64-byte bucket) holding the key display inline as the entry does, so a new row
 //! of a key up to 15 bytes allocates nothing. [`UsageDelta`]s, with their owned strings, are
-//! built only when drained.
+//! built only when drained. The hour tally is a few instructions under the entry's lock that the
+//! decision already holds.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use foldhash::fast::FixedState;
 
 use super::calendar::PeriodKind;
-use super::entry::KeyText;
+use super::entry::{Entry, HourTally, KeyText};
 use super::rule::{Limits, Rule};
-use super::table::IdentityHasher;
+use super::table::{IdentityHasher, Limiter};
 
 /// One hour in ms: usage rows for every rule are kept per Unix hour.
 pub const HOUR_MS: u64 = 3_600_000;
@@ -122,6 +133,12 @@ impl PendingUsage {
 pub struct UsageLog {
     usage: Map<PendingUsage>,
     violations: Map<ViolationDelta>,
+    /// Rule names by id, for the hour tallies entries hold (an entry keeps only the id).
+    names: Map<Arc<str>>,
+    /// Entries whose hour tally is pending.
+    held: AtomicUsize,
+    /// When the first tally pending since the last harvest began (Unix ms; 0: none).
+    held_since_ms: AtomicU64,
 }
 
 impl UsageLog {
@@ -130,23 +147,18 @@ impl UsageLog {
         Self::default()
     }
 
-    /// Counts `cost` allowed for the entry `hash` (key display `key`) under `limits` at `now_ms`.
+    /// Counts `cost` allowed for `entry` (table hash `hash`) under `limits` at `now_ms`: in the
+    /// entry's hour tally and in a row per calendar quota.
     pub fn record(
         &self,
         hash: u64,
         rule: &Rule,
-        key: &KeyText,
+        entry: &mut Entry,
         limits: &Limits,
         now_ms: u64,
         cost: u32,
     ) {
-        let hour = now_ms / HOUR_MS * HOUR_MS;
-        let row = Row {
-            hash,
-            period: HOUR,
-            start_ms: hour,
-        };
-        self.add(row, rule, key, now_ms, cost);
+        self.tally_hour(hash, rule, entry, now_ms, cost);
         for w in limits.windows.iter() {
             if let Some(q) = &w.quota {
                 let row = Row {
@@ -154,35 +166,88 @@ impl UsageLog {
                     period: quota_period(q.kind()),
                     start_ms: q.period(now_ms).start_ms,
                 };
-                self.add(row, rule, key, now_ms, cost);
+                self.add(row, &rule.name, &entry.key, now_ms, u64::from(cost));
             }
         }
     }
 
-    /// Adds `cost` to `row`, creating it if new.
-    fn add(&self, row: Row, rule: &Rule, key: &KeyText, now_ms: u64, cost: u32) {
-        let id = row.id();
-        if let Some(mut pending) = self.usage.get_mut(&id) {
-            pending.count += u64::from(cost);
+    /// Adds `cost` to the entry's hour tally; a tally of an earlier hour becomes a row first.
+    fn tally_hour(&self, hash: u64, rule: &Rule, entry: &mut Entry, now_ms: u64, cost: u32) {
+        let now_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX).max(1);
+        let tally = entry.hour;
+        if !tally.is_pending() {
+            self.hold(rule, now_ms);
+            entry.hour.since_s = now_s;
+        } else if tally.since_s / 3600 != now_s / 3600 {
+            self.spill(hash, &rule.name, &entry.key, tally);
+            entry.hour = HourTally {
+                count: 0,
+                since_s: now_s,
+            };
+        }
+        entry.hour.count = entry.hour.count.saturating_add(cost);
+    }
+
+    /// An entry starts a tally: count it, note when, and make sure its rule's name is known.
+    fn hold(&self, rule: &Rule, now_ms: u64) {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        if self.held_since_ms.load(Ordering::Relaxed) == 0 {
+            let since = now_ms.max(1);
+            let _ =
+                self.held_since_ms
+                    .compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        if !self.names.contains_key(&rule.id) {
+            self.names.insert(rule.id, rule.name.clone());
+        }
+    }
+
+    /// Turns a tally the entry can no longer hold into an `hour` row of the log.
+    fn spill(&self, hash: u64, rule: &Arc<str>, key: &KeyText, tally: HourTally) {
+        let row = Row {
+            hash,
+            period: HOUR,
+            start_ms: tally.hour_start_ms(),
+        };
+        let first_ms = u64::from(tally.since_s) * 1000;
+        self.add(row, rule, key, first_ms, u64::from(tally.count));
+    }
+
+    /// Keeps the pending hour tally of an entry about to leave the table (evicted or reset).
+    pub(super) fn release(&self, hash: u64, entry: &Entry) {
+        if !entry.hour.is_pending() {
             return;
         }
-        self.insert(id, row, rule, key, now_ms, cost);
+        self.held.fetch_sub(1, Ordering::Relaxed);
+        if let Some(name) = self.names.get(&entry.rule_id).map(|n| n.clone()) {
+            self.spill(hash, &name, &entry.key, entry.hour);
+        }
+    }
+
+    /// Adds `cost` to `row`, created if new with `first_ms` as its first request.
+    fn add(&self, row: Row, rule: &Arc<str>, key: &KeyText, first_ms: u64, cost: u64) {
+        let id = row.id();
+        if let Some(mut pending) = self.usage.get_mut(&id) {
+            pending.count += cost;
+            pending.first_ms = pending.first_ms.min(first_ms);
+            return;
+        }
+        self.insert(id, row, rule, key, first_ms, cost);
     }
 
     /// The slow half of [`UsageLog::add`]: the first request of a row since the last drain.
     #[cold]
-    fn insert(&self, id: u64, row: Row, rule: &Rule, key: &KeyText, now_ms: u64, cost: u32) {
-        self.usage
-            .entry(id)
-            .or_insert_with(|| PendingUsage {
-                rule: rule.name.clone(),
-                key: key.clone(),
-                count: 0,
-                first_ms: now_ms,
-                period_start: u32::try_from(row.start_ms / 1000).unwrap_or(u32::MAX),
-                period: row.period,
-            })
-            .count += u64::from(cost);
+    fn insert(&self, id: u64, row: Row, rule: &Arc<str>, key: &KeyText, first_ms: u64, cost: u64) {
+        let mut pending = self.usage.entry(id).or_insert_with(|| PendingUsage {
+            rule: rule.clone(),
+            key: key.clone(),
+            count: 0,
+            first_ms,
+            period_start: u32::try_from(row.start_ms / 1000).unwrap_or(u32::MAX),
+            period: row.period,
+        });
+        pending.count += cost;
+        pending.first_ms = pending.first_ms.min(first_ms);
     }
 
     /// The pending usage of entry `hash` in one period: what the store does not have yet.
@@ -220,21 +285,29 @@ impl UsageLog {
         delta.last_ms = delta.last_ms.max(now_ms);
     }
 
-    /// Rows waiting to be written.
+    /// Rows waiting to be written: the log's, and the hour tallies entries hold.
     pub fn pending_rows(&self) -> usize {
+        self.logged_rows() + self.held.load(Ordering::Relaxed)
+    }
+
+    /// Rows in the log's own maps: the memory `database.max_pending` bounds. An entry's hour
+    /// tally is not one of them; it takes no memory beyond its entry.
+    pub fn logged_rows(&self) -> usize {
         self.usage.len() + self.violations.len()
     }
 
-    /// The first request of the oldest pending delta (Unix ms), if any.
+    /// The first request of the oldest pending delta or tally (Unix ms), if any.
     pub fn oldest_ms(&self) -> Option<u64> {
         let usage = self.usage.iter().map(|d| d.first_ms);
         let violations = self.violations.iter().map(|d| d.first_ms);
-        usage.chain(violations).min()
+        let held = Some(self.held_since_ms.load(Ordering::Relaxed)).filter(|&ms| ms != 0);
+        usage.chain(violations).chain(held).min()
     }
 
-    /// Takes every pending delta, but leaves the `hour` rows unless `hours`. Each shard is
-    /// emptied under its lock, so a request counted concurrently lands either in this drain or in
-    /// the next, never in neither.
+    /// Takes every pending row of the log, but leaves the `hour` rows unless `hours`; the hour
+    /// tallies entries hold are [`Limiter::drain_usage`]'s. Each shard is emptied under its lock,
+    /// so a request counted concurrently lands either in this drain or in the next, never in
+    /// neither.
     pub fn drain(&self, hours: bool) -> Drained {
         let mut out = Drained::default();
         self.usage.retain(|_, d| {
@@ -261,7 +334,7 @@ impl UsageLog {
     /// Drops the pending deltas older than the newest `keep` (by first request); returns the
     /// rows and the cost they counted.
     pub fn drop_oldest(&self, keep: usize) -> (usize, u64) {
-        let rows = self.pending_rows();
+        let rows = self.logged_rows();
         if rows <= keep {
             return (0, 0);
         }
@@ -284,6 +357,46 @@ impl UsageLog {
             keep
         });
         (dropped, cost)
+    }
+}
+
+impl Limiter {
+    /// Takes everything pending for the store: the usage log's rows ([`UsageLog::drain`]) and,
+    /// with `hours`, every entry's hour tally, zeroed as it is taken. The table is walked one
+    /// shard at a time, each under its lock, as the log's own drain walks the log.
+    pub fn drain_usage(&self, hours: bool) -> Drained {
+        let Some(log) = &self.usage else {
+            return Drained::default();
+        };
+        let mut out = log.drain(hours);
+        if !hours {
+            return out;
+        }
+        log.held_since_ms.store(0, Ordering::Relaxed);
+        let names: HashMap<u64, Arc<str>> =
+            log.names.iter().map(|n| (*n.key(), n.clone())).collect();
+        out.usage.reserve(log.held.load(Ordering::Relaxed));
+        let mut taken = 0;
+        for mut entry in self.map.iter_mut() {
+            let tally = std::mem::take(&mut entry.hour);
+            if !tally.is_pending() {
+                continue;
+            }
+            taken += 1;
+            let Some(rule) = names.get(&entry.rule_id) else {
+                continue;
+            };
+            out.usage.push(UsageDelta {
+                rule: rule.clone(),
+                key: entry.key.as_str().into(),
+                period: PERIODS[usize::from(HOUR)],
+                period_start: i64::try_from(tally.hour_start_ms() / 1000).unwrap_or(i64::MAX),
+                count: u64::from(tally.count),
+                first_ms: u64::from(tally.since_s) * 1000,
+            });
+        }
+        log.held.fetch_sub(taken, Ordering::Relaxed);
+        out
     }
 }
 

@@ -45,7 +45,7 @@ fn allowed_requests_land_in_hour_and_quota_rows_and_denials_nowhere() {
     for _ in 0..5 {
         limiter.check(&[check(&rule, "alice")]);
     }
-    let mut drained = log.drain(true);
+    let mut drained = limiter.drain_usage(true);
     drained.usage.sort_by_key(|d| d.period);
     let rows: Vec<_> = drained
         .usage
@@ -75,8 +75,8 @@ fn a_drain_without_hours_leaves_the_hour_rows_for_a_later_one() {
     assert_eq!(log.pending_rows(), 2, "both hour rows wait");
     clock.advance(std::time::Duration::from_secs(1));
     limiter.check(&[check(&rule, "a")]);
-    let mut all: Vec<_> = log
-        .drain(true)
+    let mut all: Vec<_> = limiter
+        .drain_usage(true)
         .usage
         .iter()
         .map(|d| (d.period, d.count))
@@ -96,7 +96,7 @@ fn pending_follows_the_entry_until_drained() {
     limiter.check(&[check(&rule, "k")]);
     let hash = limiter.hash_key(rule.id, &Key::single(KeyPart::Str("k")));
     assert_eq!(log.pending(hash, "day", now), 2);
-    log.drain(true);
+    limiter.drain_usage(true);
     assert_eq!(log.pending(hash, "day", now), 0);
 }
 
@@ -177,11 +177,19 @@ fn the_cap_drops_the_oldest_rows() {
         limiter.check(&[check(&rule, key)]);
         clock.advance(std::time::Duration::from_millis(10));
     }
-    assert_eq!(log.pending_rows(), 6);
+    // A day row each in the log, an hour tally each in the entries.
+    assert_eq!((log.pending_rows(), log.logged_rows()), (6, 3));
     let (rows, cost) = log.drop_oldest(2);
-    assert_eq!((rows, cost), (4, 4));
-    let left: Vec<_> = log.drain(true).usage.into_iter().map(|d| d.key).collect();
-    assert!(left.iter().all(|k| &**k == "c"), "{left:?}");
+    assert_eq!((rows, cost), (1, 1));
+    let mut left: Vec<_> = log.drain(false).usage.into_iter().map(|d| d.key).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["b".into(), "c".into()]);
+    let hours = limiter.drain_usage(true).usage;
+    assert_eq!(
+        hours.len(),
+        3,
+        "the cap bounds the log, not the entries' tallies"
+    );
 }
 
 #[test]
@@ -211,10 +219,21 @@ fn the_map_gives_back_its_memory_only_once_a_full_drain_finds_it_mostly_empty() 
             cost: 1,
         }]);
     }
-    assert!(log.usage.capacity() >= 180);
+    assert!(log.usage.capacity() >= 90, "a day row each");
     // Capacities are compared with zero only: an erase may leave a tombstone, which lowers the
     // reported capacity of a map that was not shrunk.
-    log.drain(false);
+    assert_eq!(log.drain(false).usage.len(), 90);
+    assert!(
+        log.usage.capacity() > 0,
+        "a drain without hours never shrinks"
+    );
+    for k in &keys {
+        limiter.check(&[Check {
+            rule: &rule,
+            key: Key::single(KeyPart::Str(k)),
+            cost: 1,
+        }]);
+    }
     assert_eq!(log.drain(true).usage.len(), 90);
     assert!(
         log.usage.capacity() > 0,
@@ -222,4 +241,72 @@ fn the_map_gives_back_its_memory_only_once_a_full_drain_finds_it_mostly_empty() 
     );
     log.drain(true);
     assert_eq!(log.usage.capacity(), 0, "an empty full drain gives it back");
+}
+
+#[test]
+fn an_hour_tally_becomes_a_row_when_its_hour_ends_and_counts_on() {
+    let rule = quota_rule();
+    let hour = 20_000 * DAY_MS + 5 * HOUR_MS;
+    let (clock, limiter, log) = limiter(hour + HOUR_MS - 2_000);
+    limiter.check(&[check(&rule, "k")]);
+    limiter.check(&[check(&rule, "k")]);
+    assert_eq!(
+        log.oldest_ms(),
+        Some(hour + HOUR_MS - 2_000),
+        "the tally's start"
+    );
+    assert_eq!((log.pending_rows(), log.logged_rows()), (2, 1));
+    clock.advance(std::time::Duration::from_secs(3));
+    limiter.check(&[check(&rule, "k")]);
+    assert_eq!(
+        (log.pending_rows(), log.logged_rows()),
+        (3, 2),
+        "the old hour is a row of the log; the new one is held"
+    );
+    let mut hours: Vec<_> = limiter
+        .drain_usage(true)
+        .usage
+        .into_iter()
+        .filter(|d| d.period == "hour")
+        .map(|d| (d.period_start * 1000, d.count, d.first_ms))
+        .collect();
+    hours.sort_unstable();
+    let (h0, h1) = (hour as i64, (hour + HOUR_MS) as i64);
+    assert_eq!(
+        hours,
+        [
+            (h0, 2, hour + HOUR_MS - 2_000),
+            (h1, 1, hour + HOUR_MS + 1_000)
+        ]
+    );
+    assert_eq!((log.pending_rows(), log.oldest_ms()), (0, None));
+}
+
+#[test]
+fn an_evicted_or_reset_entry_leaves_its_tally_in_the_log() {
+    let rule = Rule::new("s", Limits::new([(1_000, 10, "10/s")]), false);
+    let now = 20_000 * DAY_MS;
+    let (clock, limiter, log) = limiter(now);
+    limiter.check(&[check(&rule, "gone")]);
+    limiter.check(&[check(&rule, "gone")]);
+    limiter.check(&[check(&rule, "reset")]);
+    clock.advance(std::time::Duration::from_secs(1));
+    limiter.check(&[check(&rule, "reset")]);
+    // "gone" idles 2.5 s (twice its window), "reset" only 1.5 s.
+    assert_eq!(limiter.sweep(now + 2_500), 1);
+    assert!(limiter.reset_key(rule.id, "reset"));
+    assert_eq!(limiter.tracked_keys(), 0);
+    assert_eq!((log.pending_rows(), log.logged_rows()), (2, 2));
+    let mut rows: Vec<_> = limiter
+        .drain_usage(true)
+        .usage
+        .into_iter()
+        .map(|d| (d.rule.to_string(), d.key.to_string(), d.count, d.first_ms))
+        .collect();
+    rows.sort_unstable();
+    let s = |t: &str| t.to_string();
+    assert_eq!(
+        rows,
+        [(s("s"), s("gone"), 2, now), (s("s"), s("reset"), 2, now)]
+    );
 }

@@ -197,8 +197,9 @@ impl<S: Store + 'static> Flusher<S> {
         if hours {
             self.last_hours = Instant::now();
         }
-        let log = self.log.clone();
-        let Ok(drained) = tokio::task::spawn_blocking(move || log.drain(hours)).await else {
+        let limiter = self.limiter.clone();
+        let Ok(drained) = tokio::task::spawn_blocking(move || limiter.drain_usage(hours)).await
+        else {
             return false;
         };
         let traffic = self.traffic();
@@ -345,14 +346,14 @@ impl<S: Store + 'static> Flusher<S> {
     /// Past `max_pending` rows, drops the stuck batch and then the log's oldest rows.
     pub fn enforce_cap(&mut self) {
         let cap = self.settings.max_pending;
-        if self.pending_rows() <= cap {
+        if self.held_rows() <= cap {
             return;
         }
         tracing::warn!(
             cap,
             "pending usage over database.max_pending; dropping the oldest"
         );
-        while !self.stuck.is_empty() && self.pending_rows() > cap {
+        while !self.stuck.is_empty() && self.held_rows() > cap {
             self.drop_stuck();
         }
         let (rows, cost) = self.log.drop_oldest(cap);
@@ -360,13 +361,22 @@ impl<S: Store + 'static> Flusher<S> {
         self.metrics.dropped_cost.increment(cost);
     }
 
+    /// Rows not yet written, the hour tallies in the limiter's entries included.
     fn pending_rows(&self) -> usize {
-        let stuck: usize = self
-            .stuck
+        self.stuck_rows() + self.log.pending_rows()
+    }
+
+    /// The rows `max_pending` bounds: those held only in memory the flusher and the log keep
+    /// (an entry's hour tally costs nothing beyond its entry).
+    fn held_rows(&self) -> usize {
+        self.stuck_rows() + self.log.logged_rows()
+    }
+
+    fn stuck_rows(&self) -> usize {
+        self.stuck
             .iter()
             .map(|p| p.batch.usage.len() + p.batch.violations.len())
-            .sum();
-        stuck + self.log.pending_rows()
+            .sum()
     }
 
     fn update_gauges(&self) {
