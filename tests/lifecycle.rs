@@ -121,6 +121,42 @@ fn hour_rows_cannot_be_flushed_more_often_than_the_flush_ticks() {
 }
 
 #[test]
+fn a_store_whose_hour_rows_wait_past_the_flush_lag_alert_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |db: &str, alerts: &str| {
+        let path = dir.path().join("tollgate.toml");
+        let store = dir.path().join("usage.db");
+        let text = format!(
+            "[admin.alerts]\n{alerts}\n[database]\nsqlite_path = {store:?}\n{db}\n[[routes]]\nname = \"r\"\n[routes.direct]\nbody = \"x\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        tollgate().arg("check-config").arg(&path).output().unwrap()
+    };
+    let refused = |out: std::process::Output, field: &str| {
+        assert_eq!(out.status.code(), Some(64));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field) && err.contains("flush_lag"), "{err}");
+    };
+    // flush_lag defaults to 30 s.
+    refused(
+        check("hour_flush_interval = \"30s\"", ""),
+        "database.hour_flush_interval",
+    );
+    refused(
+        check("flush_interval = \"45s\"", ""),
+        "database.flush_interval",
+    );
+    for (db, alerts) in [
+        ("hour_flush_interval = \"29s\"", ""),
+        ("hour_flush_interval = \"30s\"", "flush_lag = \"31s\""),
+    ] {
+        let out = check(db, alerts);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{db} {alerts}: {err}");
+    }
+}
+
+#[test]
 fn a_bad_config_at_startup_exits_64() {
     let (_dir, path) = config_file("[[routes]]\nname = \"r\"\n");
     let out = tollgate().arg("--config").arg(&path).output().unwrap();

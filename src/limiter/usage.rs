@@ -383,11 +383,15 @@ impl Limiter {
                 continue;
             }
             taken += 1;
-            let Some(rule) = names.get(&entry.rule_id) else {
+            // A rule first seen during this walk registered its name after the copy was taken,
+            // and before its tally began (under this entry's lock).
+            let rule = names.get(&entry.rule_id).cloned();
+            let Some(rule) = rule.or_else(|| log.names.get(&entry.rule_id).map(|n| n.clone()))
+            else {
                 continue;
             };
             out.usage.push(UsageDelta {
-                rule: rule.clone(),
+                rule,
                 key: entry.key.as_str().into(),
                 period: PERIODS[usize::from(HOUR)],
                 period_start: i64::try_from(tally.hour_start_ms() / 1000).unwrap_or(i64::MAX),

@@ -178,7 +178,12 @@ async fn hour_rows_wait_for_their_interval_and_shutdown_writes_them(db: Db) {
         "hour_flush_interval = \"100ms\"",
         "hour_flush_interval = \"1h\"",
     );
-    let t = TestTollgate::from_text(&config(r#"["1000/d"]"#, &section), None).await;
+    // The flush-lag alert must wait longer than the hour rows do (config validation).
+    let text = config(r#"["1000/d"]"#, &section).replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\nalerts = { flush_lag = \"2h\" }\n",
+    );
+    let t = TestTollgate::from_text(&text, None).await;
     for i in 0..6 {
         let key = format!("k{}", i % 3);
         assert_eq!(get(&t.url("/x"), &[("x-api-key", &key)]).await.status, 200);

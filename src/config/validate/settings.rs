@@ -82,7 +82,29 @@ pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
         log: log(raw, errs),
         database: database(raw, errs),
     };
+    flush_lag_fits(raw, &settings, errs);
     Some(settings)
+}
+
+/// Hourly usage rows wait up to `hour_flush_interval` on every healthy cycle, so the store's
+/// oldest pending usage reaches it under load: a `flush_lag` alert at or below it would always
+/// fire.
+fn flush_lag_fits(raw: &RawConfig, settings: &Settings, errs: &mut Errors) {
+    let (db, lag) = (&settings.database, settings.admin.alerts.flush_lag);
+    if db.target.is_none() || db.hour_flush_interval < lag {
+        return;
+    }
+    let field = match raw.database.hour_flush_interval {
+        Some(_) => "database.hour_flush_interval",
+        None => "database.flush_interval",
+    };
+    errs.push(
+        field,
+        format!(
+            "hourly usage rows wait up to {:?} to be written, not less than admin.alerts.flush_lag ({lag:?}): the flush-lag alert would fire on every healthy cycle; shorten the interval or raise flush_lag",
+            db.hour_flush_interval
+        ),
+    );
 }
 
 fn upstream(raw: &RawConfig, errs: &mut Errors) -> UpstreamSettings {
