@@ -173,7 +173,8 @@ fn main() -> ExitCode {
         .or(std::env::var("RUST_LOG").ok())
         .or(config.settings.log.level.clone())
         .unwrap_or_else(|| "info".into());
-    init_tracing(format, &filter);
+    // Held to the end of main: dropping it writes the log lines still queued.
+    let _log_writer = init_tracing(format, &filter);
     match run(config, path, overrides, metrics) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -256,18 +256,28 @@ pub enum LogFormat {
 }
 
 /// Install the global tracing subscriber. `filter` comes from TOLLGATE_LOG (or --log), RUST_LOG,
-/// or config `log.level`, in that order. Colours only on a terminal. Safe to call twice (the
-/// second call is a no-op).
-pub fn init_tracing(format: LogFormat, filter: &str) {
+/// or config `log.level`, in that order. Colours only on a terminal.
+///
+/// Lines go to stdout through a background thread (tracing-appender's non-blocking writer), so
+/// a request that logs (the access log) never waits on a slow stdout: it queues the line. Past
+/// 128k queued lines, new ones are dropped instead of waited for. Keep the returned guard until
+/// exit: dropping it writes what is still queued. `None` if a subscriber was already installed.
+pub fn init_tracing(
+    format: LogFormat,
+    filter: &str,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let builder = fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(ansi);
-    let _ = match format {
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    installed.is_ok().then_some(guard)
 }

@@ -352,3 +352,43 @@ async fn environment_variables_override_the_file() {
     );
     assert!(bin.admin.ip().is_loopback());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_a_line_per_routed_request_and_all_are_written_by_exit() {
+    let (_dir, path) = config_file(
+        "[log]\naccess_log = true\n[[rules]]\nname = \"one\"\nkey = \"ip\"\nlimits = [\"1/m\"]\n[[routes]]\nname = \"r\"\nrules = [\"one\"]\n[routes.direct]\nbody = \"x\"\n",
+    );
+    let mut bin = Binary::start(&path, &["--no-store"]);
+    let url = format!("http://{}/a/b?token=secret", bin.proxy);
+    assert_eq!(get(&url, &[]).await.status, 200);
+    assert_eq!(get(&url, &[]).await.status, 429);
+    // Lines are queued to a writer thread; the ones still queued at a graceful stop are written.
+    bin.signal("TERM");
+    let status = bin.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status:?}");
+    let access: Vec<serde_json::Value> = bin
+        .log_to_the_end()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("micros").is_some())
+        .collect();
+    let seen: Vec<_> = access
+        .iter()
+        .map(|v| {
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (
+                field("method"),
+                field("path"),
+                v["status"].as_u64(),
+                field("route"),
+                field("client"),
+            )
+        })
+        .collect();
+    let line = |status| {
+        let s = |t: &str| t.to_string();
+        (s("GET"), s("/a/b"), Some(status), s("r"), s("127.0.0.1"))
+    };
+    // The path without its query string: no tokens in the log.
+    assert_eq!(seen, [line(200), line(429)], "{access:?}");
+}

@@ -334,6 +334,8 @@ pub struct Binary {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// Reads stdout to its end (so the child never blocks on a full pipe) and keeps the lines.
+    log: Option<std::thread::JoinHandle<Vec<String>>>,
 }
 
 impl Binary {
@@ -377,12 +379,12 @@ impl Binary {
                 );
             }
         };
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = std::thread::spawn(move || lines.map_while(Result::ok).collect());
         Binary {
             child,
             proxy,
             admin,
+            log: Some(log),
         }
     }
 
@@ -406,6 +408,14 @@ impl Binary {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// Every stdout line after "tollgate ready", once the process has exited and closed it.
+    pub fn log_to_the_end(&mut self) -> Vec<String> {
+        self.log
+            .take()
+            .map(|reader| reader.join().unwrap())
+            .unwrap_or_default()
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
