@@ -8,8 +8,8 @@
 # keys -> RSS MB -> bytes per key over the idle process.
 # Env: KEY_STEPS ("100000 1000000", cumulative totals) STORES ("none sqlite") WALK_SECONDS (300,
 #      the bound of one step's walk), SETTLE (1, seconds to wait after the drain before reading
-#      RSS; the SQLite store gives back its log's memory on the first full drain that finds the
-#      map mostly empty, up to 2 x hour_flush_interval later), plus lib.sh's CONNECTIONS RATE PIN.
+#      RSS; what the drain freed is returned to the OS as the allocator sees fit, so RSS with a
+#      store varies from run to run), plus lib.sh's CONNECTIONS RATE PIN.
 source "$(dirname "$0")/lib.sh"
 need_tools wrk
 tollgate_bin
@@ -71,4 +71,4 @@ sweep_interval = \"1h\"" write_config "$WORK/tollgate-$store.toml"
 done
 echo
 echo "Each key is touched once (wrk -t1 -c$CONNECTIONS, lua/walk.lua); bytes per key = (RSS - idle RSS) / (tracked keys - idle tracked keys)."
-echo "The sqlite rows are read once the store's pending rows reached 0 (each key has an hour usage row)."
+echo "The sqlite rows are read once the store's pending rows reached 0 (each key has an hour usage tally, written every hour_flush_interval)."
