@@ -222,10 +222,16 @@ fn limits_of<'r>(rule: &'r Rule, key: &Key<'_>, overflow: bool) -> &'r Limits {
     if overflow || rule.overrides.is_empty() {
         &rule.limits
     } else {
-        let mut display = DisplayBuf::default();
-        display.fill(key);
-        rule.limits_for(display.as_str())
+        override_of(rule, key)
     }
+}
+
+/// The slow half of [`limits_of`], kept out of line so the common case inlines.
+#[cold]
+fn override_of<'r>(rule: &'r Rule, key: &Key<'_>) -> &'r Limits {
+    let mut display = DisplayBuf::default();
+    display.fill(key);
+    rule.limits_for(display.as_str())
 }
 
 /// Checks with their `u16` index (a request never carries 65 536 checks).

@@ -58,9 +58,14 @@ impl HourTally {
         self.since_s != 0
     }
 
+    /// Unix ms of the first request counted.
+    pub fn first_ms(self) -> u64 {
+        u64::from(self.since_s) * 1000
+    }
+
     /// Unix ms of the start of the hour the tally counts.
     pub fn hour_start_ms(self) -> u64 {
-        u64::from(self.since_s) * 1000 / super::usage::HOUR_MS * super::usage::HOUR_MS
+        self.first_ms() / super::usage::HOUR_MS * super::usage::HOUR_MS
     }
 }
 

@@ -116,6 +116,18 @@ struct PendingUsage {
 }
 
 impl PendingUsage {
+    /// The `hour` row an entry's tally stands for.
+    fn of_tally(rule: Arc<str>, key: &KeyText, tally: HourTally) -> Self {
+        Self {
+            rule,
+            key: key.clone(),
+            count: u64::from(tally.count),
+            first_ms: tally.first_ms(),
+            period_start: u32::try_from(tally.hour_start_ms() / 1000).unwrap_or(u32::MAX),
+            period: HOUR,
+        }
+    }
+
     fn delta(&self) -> UsageDelta {
         UsageDelta {
             rule: self.rule.clone(),
@@ -139,6 +151,8 @@ pub struct UsageLog {
     held: AtomicUsize,
     /// When the first tally pending since the last harvest began (Unix ms; 0: none).
     held_since_ms: AtomicU64,
+    /// The id of the rule last found in (or added to) `names`.
+    last_named: AtomicU64,
 }
 
 impl UsageLog {
@@ -197,8 +211,12 @@ impl UsageLog {
                 self.held_since_ms
                     .compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
         }
-        if !self.names.contains_key(&rule.id) {
-            self.names.insert(rule.id, rule.name.clone());
+        // Most tallies start under the rule named last: one relaxed load, no lock.
+        if self.last_named.load(Ordering::Relaxed) != rule.id {
+            if !self.names.contains_key(&rule.id) {
+                self.names.insert(rule.id, rule.name.clone());
+            }
+            self.last_named.store(rule.id, Ordering::Relaxed);
         }
     }
 
@@ -209,8 +227,7 @@ impl UsageLog {
             period: HOUR,
             start_ms: tally.hour_start_ms(),
         };
-        let first_ms = u64::from(tally.since_s) * 1000;
-        self.add(row, rule, key, first_ms, u64::from(tally.count));
+        self.add(row, rule, key, tally.first_ms(), u64::from(tally.count));
     }
 
     /// Keeps the pending hour tally of an entry about to leave the table (evicted or reset).
@@ -304,16 +321,13 @@ impl UsageLog {
         usage.chain(violations).chain(held).min()
     }
 
-    /// Takes every pending row of the log, but leaves the `hour` rows unless `hours`; the hour
-    /// tallies entries hold are [`Limiter::drain_usage`]'s. Each shard is emptied under its lock,
-    /// so a request counted concurrently lands either in this drain or in the next, never in
-    /// neither.
-    pub fn drain(&self, hours: bool) -> Drained {
+    /// Takes every pending row of the log. Each shard is emptied under its lock, so a request
+    /// counted concurrently lands either in this drain or in the next, never in neither. The
+    /// hour tallies entries hold are [`Limiter::drain_usage`]'s, every `hour_flush_interval`; an
+    /// `hour` row here is a tally that could not stay in its entry, and goes with the next drain.
+    pub fn drain(&self) -> Drained {
         let mut out = Drained::default();
         self.usage.retain(|_, d| {
-            if !hours && d.period == HOUR {
-                return true;
-            }
             out.usage.push(d.delta());
             false
         });
@@ -321,11 +335,11 @@ impl UsageLog {
             out.violations.push(d.clone());
             false
         });
-        // A burst of new keys grew the map for up to `hour_flush_interval`; once a full drain
-        // (hours included) fills under a quarter of it, give the memory back. Never under steady
+        // A burst (the tallies spilled at an hour's turn, or evicted by a sweep) grew the map;
+        // once a drain fills under a quarter of it, give the memory back. Never under steady
         // load: a map shrunk every drain would regrow, and each regrowth rehashes a shard under
         // its lock, on the request that happens to insert.
-        if hours && out.usage.len() * 4 < self.usage.capacity() {
+        if out.usage.len() * 4 < self.usage.capacity() {
             self.usage.shrink_to_fit();
         }
         out
@@ -362,13 +376,13 @@ impl UsageLog {
 
 impl Limiter {
     /// Takes everything pending for the store: the usage log's rows ([`UsageLog::drain`]) and,
-    /// with `hours`, every entry's hour tally, zeroed as it is taken. The table is walked one
+    /// with `hours` (every `hour_flush_interval`), every entry's hour tally, zeroed as it is taken. The table is walked one
     /// shard at a time, each under its lock, as the log's own drain walks the log.
     pub fn drain_usage(&self, hours: bool) -> Drained {
         let Some(log) = &self.usage else {
             return Drained::default();
         };
-        let mut out = log.drain(hours);
+        let mut out = log.drain();
         if !hours {
             return out;
         }
@@ -390,14 +404,8 @@ impl Limiter {
             else {
                 continue;
             };
-            out.usage.push(UsageDelta {
-                rule,
-                key: entry.key.as_str().into(),
-                period: PERIODS[usize::from(HOUR)],
-                period_start: i64::try_from(tally.hour_start_ms() / 1000).unwrap_or(i64::MAX),
-                count: u64::from(tally.count),
-                first_ms: u64::from(tally.since_s) * 1000,
-            });
+            out.usage
+                .push(PendingUsage::of_tally(rule, &entry.key, tally).delta());
         }
         log.held.fetch_sub(taken, Ordering::Relaxed);
         out

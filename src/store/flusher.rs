@@ -6,13 +6,14 @@
 //! request path: requests only ever touch the log, so a slow or dead database never adds latency.
 //!
 //! # A batch's life
-//! Each tick drains the log once (the `hour` rows only every `hour_flush_interval`: they are
-//! most of the rows under load, and only reports and restarts read them) into [`Batch`]es (the
-//! first also carrying each rule's decision
-//! counts since the last drain, as traffic rows of the current minute) of at most 20k rows, each with a fresh id
-//! (`instance-sequence`), and flushes them in order. On failure the same batch, same id, is retried on the next tick, with the interval doubled
-//! up to 30 s, while new requests keep aggregating in the log (one row per key and period, so
-//! memory grows with distinct keys, not with requests). A flush whose outcome is unknown (the
+//! Each tick drains the log once (`Limiter::drain_usage`; the hour usage the limiter's entries
+//! hold only every `hour_flush_interval`: it is most of the rows under load, and only reports
+//! and restarts read it) into [`Batch`]es of at most 20k rows, each with a fresh id
+//! (`instance-sequence`); the first also carries each rule's decision counts since the last
+//! drain, as traffic rows of the current minute. They are flushed in order. On failure the same
+//! batch, same id, is retried on the next tick, with the interval doubled up to 30 s, while new
+//! requests keep aggregating in memory (one row per key and period, so memory grows with
+//! distinct keys, not with requests). A flush whose outcome is unknown (the
 //! connection dropped during COMMIT, a timeout) is therefore replayed under the id it may have
 //! committed with, and the store answers `AlreadyApplied` instead of counting it twice.
 //!
