@@ -210,9 +210,9 @@ async fn raw_pg_flushes(url: &str, rows: &[UsageDelta]) -> (Duration, Duration) 
              ON CONFLICT (rule, key, period, period_start) DO UPDATE
              SET count = usage.count + excluded.count, updated_at_ms = excluded.updated_at_ms",
         )
-        .bind(rows.iter().map(|r| r.rule.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.period.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &*r.rule).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| &*r.key).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.period).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.period_start).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.count).collect::<Vec<_>>())
         .bind(0_i64)
@@ -240,11 +240,12 @@ async fn timed_flush(store: &AnyStore, batch: &Batch) -> Result<Duration, String
 
 /// N distinct keys of one rule and hour, as N active API keys produce them.
 fn deltas(n: usize) -> Vec<UsageDelta> {
+    let rule: std::sync::Arc<str> = "per-key".into();
     (0..n)
         .map(|i| UsageDelta {
-            rule: "per-key".to_owned(),
-            key: format!("key-{i:08}"),
-            period: "hour".to_owned(),
+            rule: rule.clone(),
+            key: format!("key-{i:08}").into(),
+            period: "hour",
             period_start: PERIOD_START,
             count: 1 + (i % 7) as i64,
         })

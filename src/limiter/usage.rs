@@ -375,40 +375,97 @@ impl UsageLog {
 }
 
 impl Limiter {
-    /// Takes everything pending for the store: the usage log's rows ([`UsageLog::drain`]) and,
-    /// with `hours` (every `hour_flush_interval`), every entry's hour tally, zeroed as it is taken. The table is walked one
-    /// shard at a time, each under its lock, as the log's own drain walks the log.
+    /// Takes everything pending for the store, at once: [`Limiter::drain_usage_in`] in one
+    /// chunk.
     pub fn drain_usage(&self, hours: bool) -> Drained {
+        let mut all = Drained::default();
+        self.drain_usage_in(hours, usize::MAX, |chunk| {
+            all.usage.extend(chunk.usage);
+            all.violations.extend(chunk.violations);
+        });
+        all
+    }
+
+    /// Takes everything pending for the store: the usage log's rows ([`UsageLog::drain`]) and,
+    /// with `hours` (every `hour_flush_interval`), every entry's hour tally, zeroed as it is
+    /// taken. The table is walked one shard at a time, each under its lock, as the log's own
+    /// drain walks the log.
+    ///
+    /// `sink` gets the rows in chunks of at most `rows` usage rows and `rows` violations, so
+    /// the caller can turn each into a batch before the next is built: a million held tallies
+    /// never exist as deltas all at once, which is what sets the memory peak of an hour drain.
+    pub fn drain_usage_in(&self, hours: bool, rows: usize, sink: impl FnMut(Drained)) {
         let Some(log) = &self.usage else {
-            return Drained::default();
+            return;
         };
-        let mut out = log.drain();
-        if !hours {
-            return out;
-        }
-        log.held_since_ms.store(0, Ordering::Relaxed);
-        let names: HashMap<u64, Arc<str>> =
-            log.names.iter().map(|n| (*n.key(), n.clone())).collect();
-        out.usage.reserve(log.held.load(Ordering::Relaxed));
-        let mut taken = 0;
-        for mut entry in self.map.iter_mut() {
-            let tally = std::mem::take(&mut entry.hour);
-            if !tally.is_pending() {
-                continue;
+        let mut chunks = Chunks::new(rows, sink);
+        let logged = log.drain();
+        logged.usage.into_iter().for_each(|d| chunks.usage(d));
+        logged
+            .violations
+            .into_iter()
+            .for_each(|d| chunks.violation(d));
+        if hours {
+            log.held_since_ms.store(0, Ordering::Relaxed);
+            let names: HashMap<u64, Arc<str>> =
+                log.names.iter().map(|n| (*n.key(), n.clone())).collect();
+            let mut taken = 0;
+            for mut entry in self.map.iter_mut() {
+                let tally = std::mem::take(&mut entry.hour);
+                if !tally.is_pending() {
+                    continue;
+                }
+                taken += 1;
+                // A rule first seen during this walk registered its name after the copy was
+                // taken, and before its tally began (under this entry's lock).
+                let rule = names.get(&entry.rule_id).cloned();
+                let Some(rule) = rule.or_else(|| log.names.get(&entry.rule_id).map(|n| n.clone()))
+                else {
+                    continue;
+                };
+                chunks.usage(PendingUsage::of_tally(rule, &entry.key, tally).delta());
             }
-            taken += 1;
-            // A rule first seen during this walk registered its name after the copy was taken,
-            // and before its tally began (under this entry's lock).
-            let rule = names.get(&entry.rule_id).cloned();
-            let Some(rule) = rule.or_else(|| log.names.get(&entry.rule_id).map(|n| n.clone()))
-            else {
-                continue;
-            };
-            out.usage
-                .push(PendingUsage::of_tally(rule, &entry.key, tally).delta());
+            log.held.fetch_sub(taken, Ordering::Relaxed);
         }
-        log.held.fetch_sub(taken, Ordering::Relaxed);
-        out
+        chunks.flush();
+    }
+}
+
+/// Rows gathered into [`Drained`] chunks of a bounded size, each handed on once full.
+struct Chunks<F> {
+    rows: usize,
+    current: Drained,
+    sink: F,
+}
+
+impl<F: FnMut(Drained)> Chunks<F> {
+    fn new(rows: usize, sink: F) -> Self {
+        Self {
+            rows: rows.max(1),
+            current: Drained::default(),
+            sink,
+        }
+    }
+
+    fn usage(&mut self, delta: UsageDelta) {
+        self.current.usage.push(delta);
+        if self.current.usage.len() >= self.rows {
+            self.flush();
+        }
+    }
+
+    fn violation(&mut self, delta: ViolationDelta) {
+        self.current.violations.push(delta);
+        if self.current.violations.len() >= self.rows {
+            self.flush();
+        }
+    }
+
+    /// Hands on what was gathered, if anything.
+    fn flush(&mut self) {
+        if !self.current.usage.is_empty() || !self.current.violations.is_empty() {
+            (self.sink)(std::mem::take(&mut self.current));
+        }
     }
 }
 

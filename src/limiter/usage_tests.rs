@@ -93,6 +93,47 @@ fn a_drain_without_hours_leaves_the_hour_rows_for_a_later_one() {
 }
 
 #[test]
+fn a_chunked_drain_hands_on_every_row_once_in_chunks_of_at_most_the_size() {
+    let rule = quota_rule();
+    let now = 20_000 * DAY_MS + 5 * HOUR_MS;
+    let (_, limiter, log) = limiter(now);
+    let keys: Vec<&'static str> = (0..25)
+        .map(|i| &*Box::leak(format!("key-{i}").into_boxed_str()))
+        .collect();
+    for key in &keys {
+        limiter.check(&[check(&rule, key)]);
+    }
+    for _ in 0..4 {
+        limiter.check(&[check(&rule, keys[0])]); // the 4th is over the day quota of 3
+    }
+    let mut chunks = Vec::new();
+    limiter.drain_usage_in(true, 7, |chunk| chunks.push(chunk));
+    let sizes: Vec<_> = chunks
+        .iter()
+        .map(|c| (c.usage.len(), c.violations.len()))
+        .collect();
+    // 25 day rows from the log, then 25 hour rows from the entries' tallies.
+    assert_eq!(sizes, [[(7, 0); 7].as_slice(), &[(1, 0)]].concat());
+    let mut rows: Vec<_> = chunks
+        .iter()
+        .flat_map(|c| &c.usage)
+        .map(|d| (d.period, d.key.to_string(), d.count))
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    assert_eq!(rows.len(), 50, "each key's day and hour row, once");
+    let counted: u64 = rows.iter().map(|r| r.2).sum();
+    assert_eq!(counted, 2 * (25 + 2), "key-0 was allowed three times");
+    assert_eq!(log.pending_rows(), 0);
+    let mut again = 0;
+    limiter.drain_usage_in(true, 7, |_| again += 1);
+    assert_eq!(
+        again, 0,
+        "nothing left, and an empty drain hands on no chunk"
+    );
+}
+
+#[test]
 fn pending_follows_the_entry_until_drained() {
     let rule = quota_rule();
     let now = 20_000 * DAY_MS;

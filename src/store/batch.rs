@@ -6,14 +6,18 @@
 //! it), so the stores coalesce first rather than trust the caller.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One aggregated usage delta: `count` more allowed cost for (rule, key) in one period.
+///
+/// Under load most rows of a batch are these (one per active key and hour), so a row owns one
+/// allocation, its key: the rule is shared with every row of that rule and the period is static.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageDelta {
-    pub rule: String,
-    pub key: String,
+    pub rule: Arc<str>,
+    pub key: Box<str>,
     /// `"hour"`, `"day"`, `"week"` or `"month"`; the schema rejects anything else.
-    pub period: String,
+    pub period: &'static str,
     /// Unix seconds at which the calendar period starts (in the rule's time zone).
     pub period_start: i64,
     pub count: i64,
@@ -96,12 +100,7 @@ fn coalesce_usage(rows: &[UsageDelta]) -> Vec<UsageDelta> {
     let mut out: Vec<UsageDelta> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, &str, i64), usize> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id = (
-            row.rule.as_str(),
-            row.key.as_str(),
-            row.period.as_str(),
-            row.period_start,
-        );
+        let id = (&*row.rule, &*row.key, row.period, row.period_start);
         match seen.get(&id) {
             Some(&i) => out[i].count += row.count,
             None => {
@@ -142,7 +141,7 @@ mod tests {
         UsageDelta {
             rule: "r".into(),
             key: key.into(),
-            period: "day".into(),
+            period: "day",
             period_start: 86_400,
             count,
         }

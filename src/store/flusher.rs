@@ -188,9 +188,9 @@ impl<S: Store + 'static> Flusher<S> {
     }
 
     /// Makes sure a batch is ready to flush, draining the log if none is stuck; false if there
-    /// is nothing to write. The drain and the conversion run on a blocking thread, so a large
-    /// backlog never holds a runtime worker (and the requests it serves) for long, and the
-    /// result is cut into batches of at most `MAX_BATCH_ROWS` rows, each with its own id.
+    /// is nothing to write. The drain runs on a blocking thread, so a large backlog never holds
+    /// a runtime worker (and the requests it serves) for long, and it comes in chunks of at most
+    /// `MAX_BATCH_ROWS` rows, each made a batch with its own id before the next is drained.
     async fn next_batch(&mut self, hours: bool) -> bool {
         if !self.stuck.is_empty() {
             return true;
@@ -198,19 +198,21 @@ impl<S: Store + 'static> Flusher<S> {
         if hours {
             self.last_hours = Instant::now();
         }
-        let limiter = self.limiter.clone();
-        let Ok(drained) = tokio::task::spawn_blocking(move || limiter.drain_usage(hours)).await
-        else {
-            return false;
-        };
         let traffic = self.traffic();
-        if drained.usage.is_empty() && drained.violations.is_empty() && traffic.is_empty() {
+        let (limiter, prefix, first) = (self.limiter.clone(), self.instance.clone(), self.seq + 1);
+        let built = tokio::task::spawn_blocking(move || {
+            let mut batches = Vec::new();
+            limiter.drain_usage_in(hours, MAX_BATCH_ROWS, |chunk| {
+                let id = format!("{prefix}-{}", first + batches.len() as u64);
+                batches.push(to_batch(id, chunk));
+            });
+            batches
+        })
+        .await;
+        let Ok(mut batches) = built else { return false };
+        if batches.is_empty() && traffic.is_empty() {
             return false;
         }
-        let first = self.seq + 1;
-        let prefix = self.instance.clone();
-        let built = tokio::task::spawn_blocking(move || to_batches(&prefix, first, drained)).await;
-        let Ok(mut batches) = built else { return false };
         match batches.first_mut() {
             Some(p) => p.batch.traffic = traffic,
             None => batches.push(Pending {
@@ -307,9 +309,9 @@ impl<S: Store + 'static> Flusher<S> {
                 .iter()
                 .filter(|u| u.period != "hour")
                 .map(|u| UsageKey {
-                    rule: u.rule.clone(),
-                    key: u.key.clone(),
-                    period: u.period.clone(),
+                    rule: u.rule.to_string(),
+                    key: u.key.to_string(),
+                    period: u.period.to_owned(),
                     period_start: u.period_start,
                 }),
         );
@@ -466,22 +468,6 @@ impl<S: Store + 'static> Flusher<S> {
     }
 }
 
-/// The log's drained deltas as batches of at most `MAX_BATCH_ROWS` rows, numbered from `first`.
-fn to_batches(prefix: &str, first: u64, drained: usage::Drained) -> Vec<Pending> {
-    let mut out = Vec::new();
-    let mut usage = drained.usage.into_iter().peekable();
-    let mut violations = drained.violations.into_iter().peekable();
-    while usage.peek().is_some() || violations.peek().is_some() {
-        let chunk = usage::Drained {
-            usage: usage.by_ref().take(MAX_BATCH_ROWS).collect(),
-            violations: violations.by_ref().take(MAX_BATCH_ROWS).collect(),
-        };
-        let id = format!("{prefix}-{}", first + out.len() as u64);
-        out.push(to_batch(id, chunk));
-    }
-    out
-}
-
 /// The store's batch from the log's drained deltas, with the cost and age it carries.
 fn to_batch(id: String, drained: usage::Drained) -> Pending {
     let cost = drained.usage.iter().map(|d| d.count).sum();
@@ -498,9 +484,9 @@ fn to_batch(id: String, drained: usage::Drained) -> Pending {
         .usage
         .into_iter()
         .map(|d| UsageDelta {
-            rule: d.rule.to_string(),
-            key: d.key.into(),
-            period: d.period.to_owned(),
+            rule: d.rule,
+            key: d.key,
+            period: d.period,
             period_start: d.period_start,
             count: count(d.count),
         })

@@ -4,16 +4,19 @@
 //!
 //! - this file: exact accounting and restarts, against both stores;
 //! - `outage.rs`: Postgres behind a relay that is cut mid-run and during a commit;
-//! - `replicas.rs`: three instances sharing one Postgres quota.
+//! - `replicas.rs`: three instances sharing one Postgres quota;
+//! - `backlog.rs`: a backlog of several batches through the flusher itself.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backlog;
 mod outage;
 mod replicas;
 
 use std::future::Future;
 
+use backlog::a_backlog_of_many_batches_is_written_whole;
 use support::db::{drop_pg_database, fresh_pg_url};
 use support::*;
 use tollgate::store::{connect, AnyStore, Store, StoreTarget, ViolationFilter};
@@ -103,7 +106,8 @@ both_stores!(
     usage_and_violations_are_exact,
     hour_rows_wait_for_their_interval_and_shutdown_writes_them,
     a_restart_keeps_a_spent_quota,
-    zoned_quotas_survive_restarts_across_dst_and_a_month_boundary
+    zoned_quotas_survive_restarts_across_dst_and_a_month_boundary,
+    a_backlog_of_many_batches_is_written_whole
 );
 
 /// Runs `case` with the URL of a fresh Postgres database, dropped afterwards.

@@ -117,10 +117,10 @@ pub async fn traffic_sums_into_buckets<S: Store>(store: &S) {
 /// Top keys by hour usage and by real denials, and deleting one usage row.
 pub async fn top_keys_and_violators<S: Store>(store: &S) {
     migrated(store).await;
-    let usage = |key: &str, period: &str, start: i64, count| UsageDelta {
+    let usage = |key: &str, period: &'static str, start: i64, count| UsageDelta {
         rule: "api".into(),
         key: key.into(),
-        period: period.into(),
+        period,
         period_start: start,
         count,
     };

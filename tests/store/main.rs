@@ -93,22 +93,22 @@ store_cases!(
 
 // ---------------------------------------------------------------- builders
 
-pub fn usage(key: &str, period: &str, start: i64, count: i64) -> UsageDelta {
+pub fn usage(key: &str, period: &'static str, start: i64, count: i64) -> UsageDelta {
     UsageDelta {
         rule: "api".into(),
         key: key.into(),
-        period: period.into(),
+        period,
         period_start: start,
         count,
     }
 }
 
-pub fn row(key: &str, period: &str, start: i64, count: i64) -> UsageRow {
+pub fn row(key: &str, period: &'static str, start: i64, count: i64) -> UsageRow {
     let d = usage(key, period, start, count);
     UsageRow {
-        rule: d.rule,
-        key: d.key,
-        period: d.period,
+        rule: d.rule.to_string(),
+        key: d.key.to_string(),
+        period: d.period.to_owned(),
         period_start: d.period_start,
         count: d.count,
     }

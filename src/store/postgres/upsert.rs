@@ -23,9 +23,9 @@ pub(super) async fn usage(
          ON CONFLICT (rule, key, period, period_start) DO UPDATE
          SET count = usage.count + excluded.count, updated_at_ms = excluded.updated_at_ms",
     )
-    .bind(rows.iter().map(|r| r.rule.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.period.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| &*r.rule).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| &*r.key).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.period).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.period_start).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.count).collect::<Vec<_>>())
     .bind(now_ms)

@@ -24,15 +24,7 @@ pub(super) async fn usage(
 ) -> Result<(), StoreError> {
     let rows: Vec<(&str, &str, &str, i64, i64)> = rows
         .iter()
-        .map(|r| {
-            (
-                r.rule.as_str(),
-                r.key.as_str(),
-                r.period.as_str(),
-                r.period_start,
-                r.count,
-            )
-        })
+        .map(|r| (&*r.rule, &*r.key, r.period, r.period_start, r.count))
         .collect();
     sqlx::query(
         "INSERT INTO usage (rule, key, period, period_start, count, updated_at_ms)
