@@ -181,7 +181,7 @@ fn main() -> ExitCode {
         .or(config.settings.log.level.clone())
         .unwrap_or_else(|| "info".into());
     // Held to the end of main: dropping it writes the log lines still queued.
-    let _log_writer = init_tracing(format, &filter);
+    let _log_writer = init_tracing(format, &filter, config.settings.log.buffer_lines, &metrics);
     match run(config, path, overrides, metrics) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -42,6 +42,7 @@ pub const ALERTS_FIRING: &str = "tollgate_alerts_firing";
 pub const WEBHOOK_DELIVERIES: &str = "tollgate_alert_webhook_deliveries_total";
 pub const FEED_CLIENTS: &str = "tollgate_feed_clients";
 pub const FEED_DROPPED_CLIENTS: &str = "tollgate_feed_dropped_clients_total";
+pub const LOG_DROPPED_LINES: &str = "tollgate_log_dropped_lines_total";
 
 /// Latency buckets in seconds: 50 µs to 30 s, so both a loopback hop and a slow upstream land
 /// in a real bucket rather than in a summary.
@@ -72,7 +73,11 @@ struct Values {
     counters: Mutex<HashMap<Key, (Arc<AtomicU64>, Counter)>>,
     /// Gauges hold an `f64`'s bits.
     gauges: Mutex<HashMap<Key, (Arc<AtomicU64>, Gauge)>>,
+    /// Counters kept elsewhere (a library's own atomic): read into our atomic on each render.
+    observed: Mutex<Vec<(Arc<AtomicU64>, Observer)>>,
 }
+
+type Observer = Box<dyn Fn() -> u64 + Send + Sync>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -116,6 +121,7 @@ impl Metrics {
             (ALERTS, "Alert transitions by alert and state (firing, resolved)."),
             (WEBHOOK_DELIVERIES, "Alert webhook deliveries by result (ok, failed after retries, dropped when the queue was full)."),
             (FEED_DROPPED_CLIENTS, "WebSocket feed clients dropped for falling behind."),
+            (LOG_DROPPED_LINES, "Log lines (access log included) dropped because log.buffer_lines were already queued for a slow stdout."),
         ];
         for (name, help) in counters {
             r.describe_counter((*name).into(), None, (*help).into());
@@ -165,13 +171,28 @@ impl Metrics {
 
     /// The counter `name{labels}`; the same series always gets the same atomic.
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        Counter::from_arc(self.counter_value(name, labels))
+    }
+
+    fn counter_value(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Arc<AtomicU64> {
         let key = key(name, labels);
         let mut map = lock(&self.values.counters);
         let (value, _) = map.entry(key.clone()).or_insert_with(|| {
             let exported = self.recorder.register_counter(&key, &METADATA);
             (Arc::new(AtomicU64::new(0)), exported)
         });
-        Counter::from_arc(value.clone())
+        value.clone()
+    }
+
+    /// The counter `name` (no labels), whose value `read` returns when /metrics is rendered: for
+    /// a count another crate keeps, such as the log writer's dropped lines.
+    pub fn observed_counter(
+        &self,
+        name: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        let value = self.counter_value(name, &[]);
+        lock(&self.values.observed).push((value, Box::new(read)));
     }
 
     /// The gauge `name{labels}`; the same series always gets the same atomic.
@@ -214,6 +235,9 @@ impl Metrics {
     /// Render the text exposition, refreshing process CPU and memory first.
     pub fn render(&self) -> String {
         metrics::with_local_recorder(&*self.recorder, || self.process.collect());
+        for (value, read) in lock(&self.values.observed).iter() {
+            value.store(read(), Ordering::Relaxed);
+        }
         for (value, exported) in lock(&self.values.counters).values() {
             exported.absolute(value.load(Ordering::Relaxed));
         }
@@ -260,16 +284,24 @@ pub enum LogFormat {
 ///
 /// Lines go to stdout through a background thread (tracing-appender's non-blocking writer), so
 /// a request that logs (the access log) never waits on a slow stdout: it queues the line. Past
-/// 128k queued lines, new ones are dropped instead of waited for. Keep the returned guard until
+/// `buffer_lines` queued lines, new ones are dropped instead of waited for, and counted in
+/// `tollgate_log_dropped_lines_total`. Keep the returned guard until
 /// exit: dropping it writes what is still queued. `None` if a subscriber was already installed.
 pub fn init_tracing(
     format: LogFormat,
     filter: &str,
+    buffer_lines: usize,
+    metrics: &Metrics,
 ) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(buffer_lines)
+        .lossy(true)
+        .finish(std::io::stdout());
+    let dropped = writer.error_counter();
+    metrics.observed_counter(LOG_DROPPED_LINES, move || dropped.dropped_lines() as u64);
     let builder = fmt()
         .with_env_filter(filter)
         .with_target(false)

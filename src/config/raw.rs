@@ -212,6 +212,8 @@ pub struct RawLog {
     pub access_log: Option<bool>,
     /// A tracing filter such as "info" or "tollgate=debug"; TOLLGATE_LOG (or --log), then RUST_LOG, win over it.
     pub level: Option<String>,
+    /// Lines queued for the writer thread before new ones are dropped (counted). Default 131072.
+    pub buffer_lines: Option<usize>,
 }
 
 /// How JWTs for `jwt:CLAIM` keys are verified.

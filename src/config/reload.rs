@@ -138,7 +138,9 @@ fn warn_startup_only(old: &RawConfig, new: &RawConfig) {
         ),
         (
             "log",
-            old.log.format != new.log.format || old.log.level != new.log.level,
+            old.log.format != new.log.format
+                || old.log.level != new.log.level
+                || old.log.buffer_lines != new.log.buffer_lines,
         ),
     ];
     for (section, differs) in changed {

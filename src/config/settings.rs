@@ -132,4 +132,6 @@ pub struct UpstreamSettings {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: Option<String>,
+    /// Lines queued for stdout before new ones are dropped.
+    pub buffer_lines: usize,
 }

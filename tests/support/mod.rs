@@ -336,6 +336,9 @@ pub struct Binary {
     pub admin: SocketAddr,
     /// Reads stdout to its end (so the child never blocks on a full pipe) and keeps the lines.
     log: Option<std::thread::JoinHandle<Vec<String>>>,
+    /// While set, the reader stops reading (after the line it is waiting for), as a stuck
+    /// consumer of stdout would: the pipe fills and the child's writes block.
+    log_paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Binary {
@@ -379,13 +382,33 @@ impl Binary {
                 );
             }
         };
-        let log = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        let log_paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let paused = log_paused.clone();
+        let log = std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            loop {
+                while paused.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                match lines.next() {
+                    Some(Ok(line)) => kept.push(line),
+                    _ => return kept,
+                }
+            }
+        });
         Binary {
             child,
             proxy,
             admin,
             log: Some(log),
+            log_paused,
         }
+    }
+
+    /// Stops or resumes reading the child's stdout.
+    pub fn pause_log(&self, paused: bool) {
+        self.log_paused
+            .store(paused, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn pid(&self) -> i32 {

@@ -133,6 +133,7 @@ fn log(raw: &RawConfig, errs: &mut Errors) -> LogSettings {
     LogSettings {
         format,
         level: raw.log.level.clone(),
+        buffer_lines: positive(errs, "log.buffer_lines", raw.log.buffer_lines, 131_072, 1),
     }
 }
 
