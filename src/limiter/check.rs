@@ -143,7 +143,7 @@ impl Limiter {
         let hash = self.hash_key(c.rule.id, &c.key);
         match self.map.get_mut(&hash) {
             Some(mut entry) => entry.evaluate(limits, c.cost, now_ms, check, Some(statuses)),
-            None => Entry::new("".into(), c.rule.id, now_ms).evaluate(
+            None => Entry::new("".into(), c.rule.index, now_ms).evaluate(
                 limits,
                 c.cost,
                 now_ms,

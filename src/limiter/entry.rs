@@ -6,12 +6,14 @@
 //! across entries (see `check.rs`).
 //!
 //! # Size
-//! An entry is 72 bytes (80 with its `u64` map key), with no allocation for a key display of up
+//! An entry is 64 bytes (72 with its `u64` map key), with no allocation for a key display of up
 //! to 15 bytes (every IPv4 address) and one window: the display sits inline in a [`KeyText`], the
 //! first slot inline in the `SmallVec`, and the longest duration is recomputed by `sweep` instead
 //! of stored. A longer display costs one allocation, a second window duration another. Eight of
 //! the bytes are the key's usage not yet written to the store's hour rows ([`HourTally`]), which
-//! would otherwise take a row of its own in the usage log (`usage.rs`).
+//! would otherwise take a row of its own in the usage log (`usage.rs`). The rule is a 4-byte
+//! index ([`Rule::index`](super::Rule::index)) and the last check a 4-byte second: at a million
+//! keys the table's buckets are about 150 MB, so each 8 bytes is 17 MB.
 
 use smallvec::SmallVec;
 
@@ -23,7 +25,7 @@ use super::window::Slot;
 /// The counters of one `(rule, key)`.
 ///
 /// `repr(C)` keeps what a decision touches first, right after the bucket's `u64` key: the slots
-/// and `last_seen_ms` (bytes 0..48 of the 80-byte bucket), then the cold `rule_id`, `key` and `hour`. A
+/// and `last_seen_s` (bytes 0..44 of the 72-byte bucket), then the cold `rule`, `key` and `hour`. A
 /// lookup then reads one cache line more often than two; in declaration order the slots sat at
 /// bytes 40..72, always on a second line.
 #[derive(Debug, Clone)]
@@ -33,9 +35,10 @@ pub struct Entry {
     /// reload that changes only `max` keeps the counts, and a changed duration starts fresh.
     /// One inline: most rules have one window (more spill to the heap).
     pub slots: SmallVec<[Slot; 1]>,
-    /// Latest time the key was checked; `sweep` evicts on it.
-    pub last_seen_ms: u64,
-    pub rule_id: u64,
+    /// Latest Unix second in which the key was checked; `sweep` evicts on it.
+    pub last_seen_s: u32,
+    /// The rule's [`Rule::index`](super::Rule::index).
+    pub rule: u32,
     /// The key's display, for the admin plane and for telling entries apart in `reset_key`.
     pub key: KeyText,
     /// Allowed cost not yet handed to the store, for the key's `hour` usage row.
@@ -117,21 +120,31 @@ pub type Marks = SmallVec<[(u64, u64); 2]>;
 
 impl Entry {
     /// An entry with no slots yet, seen at `now_ms`.
-    pub fn new(key: KeyText, rule_id: u64, now_ms: u64) -> Self {
+    pub fn new(key: KeyText, rule: u32, now_ms: u64) -> Self {
         Self {
             slots: SmallVec::new(),
-            last_seen_ms: now_ms,
-            rule_id,
+            last_seen_s: second_of(now_ms),
+            rule,
             key,
             hour: HourTally::default(),
         }
+    }
+
+    /// The start of the latest second in which the key was checked, in Unix ms.
+    pub fn last_seen_ms(&self) -> u64 {
+        u64::from(self.last_seen_s) * 1000
+    }
+
+    fn seen(&mut self, now_ms: u64) {
+        self.last_seen_s = self.last_seen_s.max(second_of(now_ms));
     }
 
     /// Whether the entry can go without losing anything at `now_ms`: every sliding slot idle for
     /// at least twice its duration (its estimate is 0), and every quota's period over. A quota
     /// key is therefore held until its period ends, bounded by `max_keys` like any other.
     pub fn is_idle(&self, now_ms: u64) -> bool {
-        let idle_for = now_ms.saturating_sub(self.last_seen_ms);
+        // From the end of the second last seen: never longer than the key was really idle.
+        let idle_for = now_ms.saturating_sub(self.last_seen_ms() + 999);
         self.slots.iter().all(|s| {
             if quota::is_quota(s) {
                 now_ms >= s.idx
@@ -188,7 +201,7 @@ impl Entry {
         check: u16,
         mut statuses: Option<&mut Statuses>,
     ) -> Option<Denial> {
-        self.last_seen_ms = self.last_seen_ms.max(now_ms);
+        self.seen(now_ms);
         let mut worst: Option<Denial> = None;
         for (i, w) in limits.windows.iter().enumerate() {
             let window = u8::try_from(i).unwrap_or(u8::MAX);
@@ -226,7 +239,7 @@ impl Entry {
     ) -> Option<Denial> {
         if let ([w], Some(slot)) = (&*limits.windows, self.slots.first_mut()) {
             if slot.dur_ms == w.dur_ms && w.quota.is_none() {
-                self.last_seen_ms = self.last_seen_ms.max(now_ms);
+                self.last_seen_s = self.last_seen_s.max(second_of(now_ms));
                 return decide_window(slot, w, cost, now_ms, statuses);
             }
         }
@@ -270,6 +283,11 @@ impl Entry {
 }
 
 /// The status of window `w` from its rolled slot (as window 0: the caller sets the index).
+/// The Unix second of `now_ms` (saturating in 2106, as [`HourTally`] does).
+fn second_of(now_ms: u64) -> u32 {
+    u32::try_from(now_ms / 1000).unwrap_or(u32::MAX)
+}
+
 fn status_of(slot: &Slot, w: &Window, now_ms: u64, check: u16) -> WindowStatus {
     let (dur_ms, calendar, remaining, reset_ms) = match &w.quota {
         None => (
@@ -357,7 +375,7 @@ mod tests {
             assert_eq!(matches!(key, KeyText::Inline(_)), text.len() <= 15);
         }
         assert_eq!(std::mem::size_of::<KeyText>(), 16);
-        assert_eq!(std::mem::size_of::<Entry>(), 72);
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
     }
 
     #[test]

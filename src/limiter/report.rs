@@ -56,10 +56,10 @@ impl Limiter {
         mut keep: impl FnMut(&Rule, &str) -> bool,
         now_ms: u64,
     ) -> Vec<KeyUsage> {
-        let by_id: HashMap<u64, &Rule> = rules.iter().map(|r| (r.id, *r)).collect();
+        let by_index: HashMap<u32, &Rule> = rules.iter().map(|r| (r.index, *r)).collect();
         let mut out = Vec::new();
         for item in self.map.iter() {
-            let Some(rule) = by_id.get(&item.rule_id) else {
+            let Some(rule) = by_index.get(&item.rule) else {
                 continue;
             };
             if !keep(rule, item.key.as_str()) {
@@ -85,7 +85,7 @@ impl Limiter {
                 rule: rule.name.clone(),
                 key: entry.key.as_str().into(),
                 shadow: rule.shadow,
-                last_seen_ms: item.last_seen_ms,
+                last_seen_ms: item.last_seen_ms(),
                 windows,
             });
         }

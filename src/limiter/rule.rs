@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use super::calendar::PeriodKind;
 use super::quota::{kind_name, Quota};
@@ -82,6 +82,9 @@ pub struct Limits {
 pub struct Rule {
     /// Stable across reloads (see [`rule_id`]) so a reloaded rule keeps its counters.
     pub id: u64,
+    /// What a table entry keeps of its rule: 4 bytes instead of the id and the name (see
+    /// [`rule_at`]). Also stable across reloads, for the life of the process.
+    pub index: u32,
     pub name: Arc<str>,
     pub limits: Arc<Limits>,
     /// Counted and reported but never denies.
@@ -93,9 +96,11 @@ pub struct Rule {
 impl Rule {
     /// A rule without overrides; its id is derived from `name`.
     pub fn new(name: &str, limits: Arc<Limits>, shadow: bool) -> Self {
+        let (id, name): (u64, Arc<str>) = (rule_id(name), name.into());
         Self {
-            id: rule_id(name),
-            name: name.into(),
+            id,
+            index: register(id, &name),
+            name,
             limits,
             shadow,
             overrides: HashMap::new(),
@@ -143,6 +148,58 @@ pub fn rule_id(name: &str) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     name.bytes()
         .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// Every rule this process has compiled, by [`Rule::index`]. A rule keeps its index for the life
+/// of the process, because an entry can outlive its rule's config (a reload that drops a rule
+/// leaves its keys until they go idle). Rows are never removed: one per distinct rule name ever
+/// configured, a few dozen bytes each.
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<u64, u32>,
+    rules: Vec<(u64, Arc<str>)>,
+}
+
+static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(RwLock::default);
+
+/// The index of rule `id`, registered under `name` if new.
+fn register(id: u64, name: &Arc<str>) -> u32 {
+    if let Some(&index) = REGISTRY
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .by_id
+        .get(&id)
+    {
+        return index;
+    }
+    let mut registry = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
+    let Registry { by_id, rules } = &mut *registry;
+    *by_id.entry(id).or_insert_with(|| {
+        rules.push((id, name.clone()));
+        // Four billion distinct rule names in one process: not reachable by configuration.
+        u32::try_from(rules.len() - 1).unwrap_or(u32::MAX)
+    })
+}
+
+/// The id and name of the rule with [`Rule::index`] `index`.
+pub fn rule_at(index: u32) -> Option<(u64, Arc<str>)> {
+    let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+    registry.rules.get(index as usize).cloned()
+}
+
+/// The [`Rule::index`] of rule `id`, if a rule with that id was ever compiled.
+pub fn index_of(id: u64) -> Option<u32> {
+    let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+    registry.by_id.get(&id).copied()
+}
+
+/// Every registered rule's id and name, by index: for a walk over many entries.
+pub fn registered() -> Vec<(u64, Arc<str>)> {
+    REGISTRY
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .rules
+        .clone()
 }
 
 #[cfg(test)]

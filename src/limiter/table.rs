@@ -200,7 +200,10 @@ impl Limiter {
         } else {
             Key::parse_display(key_display).table_hash(&self.hasher, rule_id)
         };
-        let matches = |e: &Entry| e.rule_id == rule_id && e.key.as_str() == key_display;
+        let Some(index) = super::rule::index_of(rule_id) else {
+            return false; // no rule with this id was ever compiled, so no entry has it
+        };
+        let matches = |e: &Entry| e.rule == index && e.key.as_str() == key_display;
         let mut removed = 0;
         if let Some((hash, e)) = self.map.remove_if(&hash, |_, e| matches(e)) {
             removed = 1;
@@ -221,13 +224,14 @@ impl Limiter {
 
     /// Copies of up to `limit` entries, in no particular order.
     pub fn snapshot(&self, limit: usize) -> Vec<EntryView> {
+        let rules = super::rule::registered();
         self.map
             .iter()
             .take(limit)
             .map(|e| EntryView {
                 key: e.key.as_str().into(),
-                rule_id: e.rule_id,
-                last_seen_ms: e.last_seen_ms,
+                rule_id: rules.get(e.rule as usize).map_or(0, |(id, _)| *id),
+                last_seen_ms: e.last_seen_ms(),
                 slots: e.slots.to_vec(),
             })
             .collect()
@@ -280,7 +284,7 @@ impl Limiter {
                 inserted = true;
                 let mut display = DisplayBuf::default();
                 display.fill(key);
-                Entry::new(display.as_str().into(), rule.id, now_ms)
+                Entry::new(display.as_str().into(), rule.index, now_ms)
             });
             if !inserted {
                 self.tracked.fetch_sub(1, Ordering::Relaxed);
@@ -291,7 +295,7 @@ impl Limiter {
         let hash = overflow_hash(&self.hasher, rule.id);
         let entry = self.map.entry(hash).or_insert_with(|| {
             self.tracked.fetch_add(1, Ordering::Relaxed);
-            Entry::new(OVERFLOW.into(), rule.id, now_ms)
+            Entry::new(OVERFLOW.into(), rule.index, now_ms)
         });
         (entry, hash, true)
     }

@@ -220,24 +220,27 @@ fn reload_keeps_counts_and_applies_new_max_at_once() {
 #[test]
 fn sweep_evicts_only_fully_idle_entries() {
     let (clock, l) = limiter(100);
-    let r = rule("r", &[(1_000, 2)], false);
+    let r = rule("r", &[(10_000, 2)], false);
     assert!(allowed(&l, &[check(&r, "a", 1)]));
     assert!(allowed(&l, &[check(&r, "a", 1)]));
-    clock.set(1_000);
+    clock.set(10_000);
     assert!(allowed(&l, &[check(&r, "b", 1)]));
-    // "a" is at its limit: nothing may forget it before 2 000.
-    assert_eq!(l.sweep(1_999), 0);
-    clock.set(1_100);
+    // "a" is at its limit: nothing may forget it before 20 000.
+    assert_eq!(l.sweep(19_999), 0);
+    clock.set(11_100);
     assert!(
         !allowed(&l, &[check(&r, "a", 1)]),
         "still denied after sweep"
     );
+    // An entry keeps the second it was last seen in, and idles from that second's end.
     assert_eq!(
-        l.sweep(3_099),
-        1,
-        "b (idle since 1 000) goes, a (since 1 100) stays"
+        l.sweep(30_998),
+        0,
+        "b (seen in second 10) stays until 30 999"
     );
-    assert_eq!(l.sweep(3_100), 1);
+    assert_eq!(l.sweep(30_999), 1, "b goes, a (seen in second 11) stays");
+    assert_eq!(l.sweep(31_998), 0);
+    assert_eq!(l.sweep(31_999), 1);
     assert_eq!((l.tracked_keys(), l.evictions()), (0, 2));
 }
 

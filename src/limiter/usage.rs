@@ -33,7 +33,6 @@
 //! built only when drained. The hour tally is a few instructions under the entry's lock that the
 //! decision already holds.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -145,14 +144,10 @@ impl PendingUsage {
 pub struct UsageLog {
     usage: Map<PendingUsage>,
     violations: Map<ViolationDelta>,
-    /// Rule names by id, for the hour tallies entries hold (an entry keeps only the id).
-    names: Map<Arc<str>>,
     /// Entries whose hour tally is pending.
     held: AtomicUsize,
     /// When the first tally pending since the last harvest began (Unix ms; 0: none).
     held_since_ms: AtomicU64,
-    /// The id of the rule last found in (or added to) `names`.
-    last_named: AtomicU64,
 }
 
 impl UsageLog {
@@ -190,7 +185,7 @@ impl UsageLog {
         let now_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX).max(1);
         let tally = entry.hour;
         if !tally.is_pending() {
-            self.hold(rule, now_ms);
+            self.hold(now_ms);
             entry.hour.since_s = now_s;
         } else if tally.since_s / 3600 != now_s / 3600 {
             self.spill(hash, &rule.name, &entry.key, tally);
@@ -202,21 +197,14 @@ impl UsageLog {
         entry.hour.count = entry.hour.count.saturating_add(cost);
     }
 
-    /// An entry starts a tally: count it, note when, and make sure its rule's name is known.
-    fn hold(&self, rule: &Rule, now_ms: u64) {
+    /// An entry starts a tally: count it, and note when.
+    fn hold(&self, now_ms: u64) {
         self.held.fetch_add(1, Ordering::Relaxed);
         if self.held_since_ms.load(Ordering::Relaxed) == 0 {
             let since = now_ms.max(1);
             let _ =
                 self.held_since_ms
                     .compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
-        }
-        // Most tallies start under the rule named last: one relaxed load, no lock.
-        if self.last_named.load(Ordering::Relaxed) != rule.id {
-            if !self.names.contains_key(&rule.id) {
-                self.names.insert(rule.id, rule.name.clone());
-            }
-            self.last_named.store(rule.id, Ordering::Relaxed);
         }
     }
 
@@ -236,7 +224,7 @@ impl UsageLog {
             return;
         }
         self.held.fetch_sub(1, Ordering::Relaxed);
-        if let Some(name) = self.names.get(&entry.rule_id).map(|n| n.clone()) {
+        if let Some((_, name)) = super::rule::rule_at(entry.rule) {
             self.spill(hash, &name, &entry.key, entry.hour);
         }
     }
@@ -407,8 +395,7 @@ impl Limiter {
             .for_each(|d| chunks.violation(d));
         if hours {
             log.held_since_ms.store(0, Ordering::Relaxed);
-            let names: HashMap<u64, Arc<str>> =
-                log.names.iter().map(|n| (*n.key(), n.clone())).collect();
+            let rules = super::rule::registered();
             let mut taken = 0;
             for mut entry in self.map.iter_mut() {
                 let tally = std::mem::take(&mut entry.hour);
@@ -416,10 +403,10 @@ impl Limiter {
                     continue;
                 }
                 taken += 1;
-                // A rule first seen during this walk registered its name after the copy was
-                // taken, and before its tally began (under this entry's lock).
-                let rule = names.get(&entry.rule_id).cloned();
-                let Some(rule) = rule.or_else(|| log.names.get(&entry.rule_id).map(|n| n.clone()))
+                // A rule compiled during this walk registered after the copy was taken.
+                let index = entry.rule;
+                let rule = rules.get(index as usize).map(|(_, name)| name.clone());
+                let Some(rule) = rule.or_else(|| super::rule::rule_at(index).map(|(_, n)| n))
                 else {
                     continue;
                 };
