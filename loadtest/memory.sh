@@ -8,8 +8,8 @@
 # keys -> RSS MB -> bytes per key over the idle process.
 # Env: KEY_STEPS ("100000 1000000", cumulative totals) STORES ("none sqlite") WALK_SECONDS (300,
 #      the bound of one step's walk), SETTLE (1, seconds to wait after the drain before reading
-#      RSS; what the drain freed is returned to the OS as the allocator sees fit, so RSS with a
-#      store varies from run to run), plus lib.sh's CONNECTIONS RATE PIN.
+#      RSS; what the drain freed goes back to the OS within about 20 s, so SETTLE=22 reads the
+#      settled figure), plus lib.sh's CONNECTIONS RATE PIN.
 source "$(dirname "$0")/lib.sh"
 need_tools wrk
 tollgate_bin
