@@ -1,6 +1,8 @@
 //! Compiled rate-limit rules, as the config layer hands them over.
 //!
-//! Owns [`Rule`], [`Limits`], [`Window`] and the stable [`rule_id`]. Must not touch raw config,
+//! Owns [`Rule`], [`Limits`], [`Window`], the stable [`rule_id`] and the process-wide registry
+//! of compiled rules that gives each a 4-byte [`Rule::index`] (what a table entry keeps, see
+//! `rule_at`). Must not touch raw config,
 //! parsing or validation: these values are already valid (non-zero durations, at most 255 windows
 //! per limit set) and shared behind `Arc`s across reloads.
 
@@ -83,7 +85,7 @@ pub struct Rule {
     /// Stable across reloads (see [`rule_id`]) so a reloaded rule keeps its counters.
     pub id: u64,
     /// What a table entry keeps of its rule: 4 bytes instead of the id and the name (see
-    /// [`rule_at`]). Also stable across reloads, for the life of the process.
+    /// `rule_at`). Also stable across reloads, for the life of the process.
     pub index: u32,
     pub name: Arc<str>,
     pub limits: Arc<Limits>,

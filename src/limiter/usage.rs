@@ -21,8 +21,8 @@
 //! per key would cost a second lock and probe per request and about 64 bytes per key. The
 //! entry's tally becomes a row here only when it cannot stay: its hour is over while it still
 //! waits, or the entry is evicted or reset. [`Limiter::drain_usage`] takes the tallies of every
-//! entry when the flusher asks for hour rows. Entries keep a rule's id, not its name, so the
-//! first tally of a rule registers the name.
+//! entry when the flusher asks for hour rows. Entries keep their rule's 4-byte index, not its
+//! name; the drain finds the name in the registry of compiled rules (`rule::rule_at`).
 //!
 //! # Cost on the hot path
 //! A quota row is one more shard lock and probe on an allowed request, so a row is kept small
