@@ -14,8 +14,9 @@ use tollgate::{App, AppOptions};
 
 /// jemalloc rather than glibc's malloc: glibc keeps much of what a burst freed (the store's hour
 /// drain of a million rows), where jemalloc returns it (1M keys with SQLite: 215-226 MB settled
-/// with glibc, 196-198 with jemalloc), and a proxied request costs about 4% fewer instructions.
-/// See docs/PERFORMANCE.md.
+/// with glibc, 196-201 with jemalloc), and a proxied request costs about 4% fewer instructions.
+/// The crate's `unprefixed_malloc_on_supported_platforms` feature routes C code's `malloc` (the
+/// bundled SQLite) to it as well. See docs/PERFORMANCE.md.
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
