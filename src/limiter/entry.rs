@@ -135,10 +135,6 @@ impl Entry {
         u64::from(self.last_seen_s) * 1000
     }
 
-    fn seen(&mut self, now_ms: u64) {
-        self.last_seen_s = self.last_seen_s.max(second_of(now_ms));
-    }
-
     /// Whether the entry can go without losing anything at `now_ms`: every sliding slot idle for
     /// at least twice its duration (its estimate is 0), and every quota's period over. A quota
     /// key is therefore held until its period ends, bounded by `max_keys` like any other.
@@ -201,7 +197,7 @@ impl Entry {
         check: u16,
         mut statuses: Option<&mut Statuses>,
     ) -> Option<Denial> {
-        self.seen(now_ms);
+        see(&mut self.last_seen_s, now_ms);
         let mut worst: Option<Denial> = None;
         for (i, w) in limits.windows.iter().enumerate() {
             let window = u8::try_from(i).unwrap_or(u8::MAX);
@@ -239,7 +235,7 @@ impl Entry {
     ) -> Option<Denial> {
         if let ([w], Some(slot)) = (&*limits.windows, self.slots.first_mut()) {
             if slot.dur_ms == w.dur_ms && w.quota.is_none() {
-                self.last_seen_s = self.last_seen_s.max(second_of(now_ms));
+                see(&mut self.last_seen_s, now_ms);
                 return decide_window(slot, w, cost, now_ms, statuses);
             }
         }
@@ -282,12 +278,18 @@ impl Entry {
     }
 }
 
-/// The status of window `w` from its rolled slot (as window 0: the caller sets the index).
-/// The Unix second of `now_ms` (saturating in 2106, as [`HourTally`] does).
-fn second_of(now_ms: u64) -> u32 {
+/// The Unix second of `now_ms` (saturating in 2106).
+pub(super) fn second_of(now_ms: u64) -> u32 {
     u32::try_from(now_ms / 1000).unwrap_or(u32::MAX)
 }
 
+/// Moves a last-seen second forward to `now_ms`'s (never back: a racing check may read the
+/// clock earlier).
+fn see(last_seen_s: &mut u32, now_ms: u64) {
+    *last_seen_s = (*last_seen_s).max(second_of(now_ms));
+}
+
+/// The status of window `w` from its rolled slot (as window 0: the caller sets the index).
 fn status_of(slot: &Slot, w: &Window, now_ms: u64, check: u16) -> WindowStatus {
     let (dur_ms, calendar, remaining, reset_ms) = match &w.quota {
         None => (

@@ -216,6 +216,20 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_keeps_its_index_when_compiled_again_and_the_registry_names_it() {
+        let limits = Limits::new([(1_000, 5, "5/s")]);
+        let first = Rule::new("registry-a", limits.clone(), false);
+        let again = Rule::new("registry-a", Limits::new([(60_000, 9, "9/m")]), true);
+        let other = Rule::new("registry-b", limits, false);
+        assert_eq!(first.index, again.index, "a reload keeps the index");
+        assert_ne!(first.index, other.index);
+        assert_eq!(rule_at(first.index), Some((first.id, "registry-a".into())));
+        assert_eq!(index_of(other.id), Some(other.index));
+        assert_eq!(index_of(rule_id("registry-never-compiled")), None);
+        assert_eq!(registered()[other.index as usize].0, other.id);
+    }
+
+    #[test]
     fn windows_describe_themselves_as_limits() {
         let limits = Limits::new([(1_000, 5, "a"), (30_000, 50, "b"), (5_400_000, 7, "c")]);
         let described: Vec<_> = limits.windows.iter().map(Window::describe).collect();

@@ -17,10 +17,10 @@
 //! it passed (`day`, `week` or `month`, at the period's start).
 //!
 //! The `hour` row of a key is not in the maps here while it counts: the key's table entry holds
-//! it as a [`HourTally`] (8 bytes), because nearly every allowed request has one and a map row
+//! it as a `HourTally` (8 bytes), because nearly every allowed request has one and a map row
 //! per key would cost a second lock and probe per request and about 64 bytes per key. The
 //! entry's tally becomes a row here only when it cannot stay: its hour is over while it still
-//! waits, or the entry is evicted or reset. [`Limiter::drain_usage`] takes the tallies of every
+//! waits, or the entry is evicted or reset. [`Limiter::drain_usage_in`] takes the tallies of every
 //! entry when the flusher asks for hour rows. Entries keep their rule's 4-byte index, not its
 //! name; the drain finds the name in the registry of compiled rules (`rule::rule_at`).
 //!
@@ -41,7 +41,7 @@ use dashmap::DashMap;
 use foldhash::fast::FixedState;
 
 use super::calendar::PeriodKind;
-use super::entry::{Entry, HourTally, KeyText};
+use super::entry::{second_of, Entry, HourTally, KeyText};
 use super::rule::{Limits, Rule};
 use super::table::{IdentityHasher, Limiter};
 
@@ -122,7 +122,7 @@ impl PendingUsage {
             key: key.clone(),
             count: u64::from(tally.count),
             first_ms: tally.first_ms(),
-            period_start: u32::try_from(tally.hour_start_ms() / 1000).unwrap_or(u32::MAX),
+            period_start: second_of(tally.hour_start_ms()),
             period: HOUR,
         }
     }
@@ -182,7 +182,7 @@ impl UsageLog {
 
     /// Adds `cost` to the entry's hour tally; a tally of an earlier hour becomes a row first.
     fn tally_hour(&self, hash: u64, rule: &Rule, entry: &mut Entry, now_ms: u64, cost: u32) {
-        let now_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX).max(1);
+        let now_s = second_of(now_ms).max(1);
         let tally = entry.hour;
         if !tally.is_pending() {
             self.hold(now_ms);
@@ -248,7 +248,7 @@ impl UsageLog {
             key: key.clone(),
             count: 0,
             first_ms,
-            period_start: u32::try_from(row.start_ms / 1000).unwrap_or(u32::MAX),
+            period_start: second_of(row.start_ms),
             period: row.period,
         });
         pending.count += cost;
@@ -311,7 +311,7 @@ impl UsageLog {
 
     /// Takes every pending row of the log. Each shard is emptied under its lock, so a request
     /// counted concurrently lands either in this drain or in the next, never in neither. The
-    /// hour tallies entries hold are [`Limiter::drain_usage`]'s, every `hour_flush_interval`; an
+    /// hour tallies entries hold are [`Limiter::drain_usage_in`]'s, every `hour_flush_interval`; an
     /// `hour` row here is a tally that could not stay in its entry, and goes with the next drain.
     pub fn drain(&self) -> Drained {
         let mut out = Drained::default();
@@ -364,8 +364,9 @@ impl UsageLog {
 
 impl Limiter {
     /// Takes everything pending for the store, at once: [`Limiter::drain_usage_in`] in one
-    /// chunk.
-    pub fn drain_usage(&self, hours: bool) -> Drained {
+    /// chunk, for tests.
+    #[cfg(test)]
+    pub(crate) fn drain_usage(&self, hours: bool) -> Drained {
         let mut all = Drained::default();
         self.drain_usage_in(hours, usize::MAX, |chunk| {
             all.usage.extend(chunk.usage);

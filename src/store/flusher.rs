@@ -6,7 +6,7 @@
 //! request path: requests only ever touch the log, so a slow or dead database never adds latency.
 //!
 //! # A batch's life
-//! Each tick drains the log once (`Limiter::drain_usage`; the hour usage the limiter's entries
+//! Each tick drains the log once (`Limiter::drain_usage_in`; the hour usage the limiter's entries
 //! hold only every `hour_flush_interval`: it is most of the rows under load, and only reports
 //! and restarts read it) into [`Batch`]es of at most 20k rows, each with a fresh id
 //! (`instance-sequence`); the first also carries each rule's decision counts since the last
