@@ -173,7 +173,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 }
 
 #[tokio::test]
-async fn guarded_turns_a_panic_into_a_counted_500() {
+async fn a_panic_in_the_decision_or_the_forward_becomes_a_counted_500() {
     let metrics = tollgate::telemetry::Metrics::new();
     let conn = tollgate::proxy::metrics::ConnMetrics::new(&metrics);
     let resp = tollgate::proxy::service::guarded(&conn, async {
@@ -197,9 +197,21 @@ async fn guarded_turns_a_panic_into_a_counted_500() {
     })
     .await;
     assert_eq!(ok.status(), 404, "a handler that returns is passed through");
+    // The synchronous part (routing and the limit decision) is guarded the same way.
+    use tollgate::proxy::service::{guarded_now, Handled};
+    let Handled::Ready(now) = guarded_now(&conn, || panic!("decision bug")) else {
+        panic!("a panicking decision must be answered at once");
+    };
+    assert_eq!(now.status(), 500);
+    let Handled::Ready(passed) = guarded_now(&conn, || {
+        Handled::Ready(tollgate::proxy::respond::ProxyError::NoRoute.into_response())
+    }) else {
+        unreachable!()
+    };
+    assert_eq!(passed.status(), 404);
     assert_eq!(
         metric_value(&metrics.render(), "tollgate_connection_panics_total"),
-        Some(1.0)
+        Some(2.0)
     );
 }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{self, Either};
 use futures_util::FutureExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -26,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::io::Tracked;
 use super::metrics::ConnMetrics;
-use super::service::{guarded, handle, Peer, ProxyState};
+use super::service::{guarded, guarded_now, handle, Handled, Peer, ProxyState};
 use crate::config::Settings;
 use crate::shutdown::Tracker;
 
@@ -240,13 +241,19 @@ async fn serve_http<I>(
     let started = Arc::new(AtomicBool::new(false));
     let first_seen = started.clone();
     let svc = service_fn(move |req| {
-        let (state, client) = (state.clone(), client.clone());
-        let busy = Busy::enter(&requests);
         first_seen.store(true, Ordering::Relaxed);
-        async move {
-            let resp = guarded(&state.conn_metrics, handle(&state, req, &client)).await;
-            drop(busy);
-            Ok::<_, Infallible>(resp)
+        // A request answered at once (a 429 above all) costs no task state and no allocation.
+        match guarded_now(&state.conn_metrics, || handle(&state, req, &client)) {
+            Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(resp))),
+            Handled::Forward(fwd) => {
+                let (state, client) = (state.clone(), client.clone());
+                let busy = Busy::enter(&requests);
+                Either::Right(Box::pin(async move {
+                    let resp = guarded(&state.conn_metrics, fwd.run(&state, &client)).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(resp)
+                }))
+            }
         }
     });
     let watch = Watch {

@@ -146,10 +146,11 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Route> {
+    /// The index in `routes` of the first route that matches.
+    pub fn position(&self, host: Option<&str>, path: &str, method: &Method) -> Option<usize> {
         self.routes
             .iter()
-            .find(|r| r.matcher.matches(host, path, method))
+            .position(|r| r.matcher.matches(host, path, method))
     }
 }
 

@@ -1,10 +1,14 @@
 //! One request, start to finish: route, limit, answer or forward, count.
 //!
-//! Reads the current config through `ArcSwap` once per request and never waits on a lock, the
-//! database or the admin plane. A panic while handling a request becomes a 500 for that request
-//! only, counted in `tollgate_connection_panics_total`.
+//! The decision is synchronous: [`handle`] routes and limits a request and either answers it at
+//! once (a 429, a direct response, an error) or hands back a [`Forward`], the only part that
+//! awaits. A 429 thus never builds or moves the forwarding state machine. Reads the current config
+//! through `ArcSwap` once per request and never waits on a lock, the database or the admin plane.
+//! A panic while handling a request becomes a 500 for that request only, counted in
+//! `tollgate_connection_panics_total`.
 
-use std::net::SocketAddr;
+use std::any::Any;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +16,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use http::header::{HeaderValue, HOST};
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -20,8 +24,8 @@ use super::forward::{forward, ForwardCtx};
 use super::gate::{gate, Gate};
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::Pool;
-use super::respond::{self, ProxyBody, ProxyError};
-use super::route::Target;
+use super::respond::{self, ProxyBody, ProxyError, RateHeaders};
+use super::route::{Route, Target};
 use crate::config::RuntimeConfig;
 use crate::limiter::Limiter;
 
@@ -53,13 +57,37 @@ impl Peer {
     }
 }
 
-/// Handle one request; never fails (errors become responses).
-pub async fn handle(
-    state: &ProxyState,
+/// What [`handle`] decided. It lives only until the caller picks a future; boxing the larger
+/// variant would cost an allocation per forwarded request.
+#[allow(clippy::large_enum_variant)]
+pub enum Handled {
+    /// The answer, already made: a 429, a direct response, an error.
+    Ready(Response<ProxyBody>),
+    /// Allowed to an upstream; [`Forward::run`] sends it.
+    Forward(Forward),
+}
+
+/// An allowed request on its way upstream, with what its answer needs afterwards.
+pub struct Forward {
+    cfg: Arc<RuntimeConfig>,
+    /// Index into `cfg.routes.routes`.
+    route: usize,
     req: Request<Incoming>,
-    peer: &Peer,
-) -> Response<ProxyBody> {
-    let (peer, peer_value) = (peer.addr, &peer.header);
+    headers: RateHeaders,
+    tally: Tally,
+}
+
+/// What a request is counted and logged with once it is answered.
+struct Tally {
+    started: Instant,
+    label: DecisionLabel,
+    client_ip: IpAddr,
+    /// Method and path, kept only when the access log is on.
+    access: Option<(Method, String)>,
+}
+
+/// Route and limit one request; never fails (errors become responses).
+pub fn handle(state: &ProxyState, req: Request<Incoming>, peer: &Peer) -> Handled {
     let started = Instant::now();
     let cfg = state.config.load_full();
     let host = req
@@ -67,71 +95,119 @@ pub async fn handle(
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    let Some(route) = cfg.routes.find(host, req.uri().path(), req.method()) else {
+    let (path, method) = (req.uri().path(), req.method());
+    let Some(index) = cfg.routes.position(host, path, method) else {
         state.unmatched.count(DecisionLabel::Error, 404);
-        return ProxyError::NoRoute.into_response();
+        return Handled::Ready(ProxyError::NoRoute.into_response());
     };
+    let route = &cfg.routes.routes[index];
     let access = cfg
         .access_log
         .then(|| (req.method().clone(), req.uri().path().to_string()));
     let (parts, body) = req.into_parts();
-    let client_ip = cfg.forwarding.client_ip(peer.ip(), &parts.headers);
-    let (resp, label) = match gate(&cfg, route, &state.limiter, &parts, client_ip) {
-        Gate::Stop { response, label } => (response, label),
-        Gate::Pass { headers, mut label } => {
-            let mut resp = match &route.target {
-                Target::Direct(d) => respond::direct(d),
-                Target::Upstreams(ups) => {
-                    let ctx = ForwardCtx {
-                        pool: &state.pool,
-                        forwarding: &cfg.forwarding,
-                        response_timeout: state.response_timeout,
-                        peer,
-                        peer_value,
-                        proto: state.proto,
-                    };
-                    let req = Request::from_parts(parts, body);
-                    match forward(ctx, route, ups.pick(), req).await {
-                        Ok(resp) => resp.map(Either::Left),
-                        Err(e) => {
-                            label = DecisionLabel::Error;
-                            e.into_response()
-                        }
-                    }
-                }
-            };
-            headers.apply(resp.headers_mut());
-            (resp, label)
-        }
+    let client_ip = cfg.forwarding.client_ip(peer.addr.ip(), &parts.headers);
+    let tally = |label| Tally {
+        started,
+        label,
+        client_ip,
+        access,
     };
-    let status = resp.status().as_u16();
-    route.metrics.count(label, status);
-    route
-        .metrics
-        .duration
-        .record(started.elapsed().as_secs_f64());
-    if let Some((method, path)) = access {
-        tracing::info!(target: "tollgate::access", %method, %path, status, route = %route.name, client = %client_ip, micros = started.elapsed().as_micros() as u64);
-    }
-    resp
+    let (mut resp, headers, tally) = match gate(&cfg, route, &state.limiter, &parts, client_ip) {
+        Gate::Stop { response, label } => (response, RateHeaders::default(), tally(label)),
+        Gate::Pass { headers, label } => match &route.target {
+            Target::Direct(d) => (respond::direct(d), headers, tally(label)),
+            Target::Upstreams(_) => {
+                return Handled::Forward(Forward {
+                    req: Request::from_parts(parts, body),
+                    route: index,
+                    headers,
+                    tally: tally(label),
+                    cfg,
+                })
+            }
+        },
+    };
+    headers.apply(resp.headers_mut());
+    tally.finish(route, &resp);
+    Handled::Ready(resp)
 }
 
-/// Run a handler, turning a panic into a counted 500 for this request only.
-pub async fn guarded<F>(metrics: &ConnMetrics, fut: F) -> Response<ProxyBody>
-where
-    F: std::future::Future<Output = Response<ProxyBody>>,
-{
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(resp) => resp,
-        Err(panic) => {
-            metrics.panics.increment(1);
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(panic = %what, "request handler panicked; answering 500");
-            ProxyError::Internal.into_response()
+impl Forward {
+    /// Send the request to the route's next upstream; its answer, or the error's, carries the
+    /// RateLimit headers.
+    pub async fn run(self, state: &ProxyState, peer: &Peer) -> Response<ProxyBody> {
+        let Self {
+            cfg,
+            route,
+            req,
+            headers,
+            mut tally,
+        } = self;
+        let route = &cfg.routes.routes[route];
+        let Target::Upstreams(ups) = &route.target else {
+            unreachable!("handle forwards only routes with upstreams")
+        };
+        let ctx = ForwardCtx {
+            pool: &state.pool,
+            forwarding: &cfg.forwarding,
+            response_timeout: state.response_timeout,
+            peer: peer.addr,
+            peer_value: &peer.header,
+            proto: state.proto,
+        };
+        let mut resp = match forward(ctx, route, ups.pick(), req).await {
+            Ok(resp) => resp.map(Either::Left),
+            Err(e) => {
+                tally.label = DecisionLabel::Error;
+                e.into_response()
+            }
+        };
+        headers.apply(resp.headers_mut());
+        tally.finish(route, &resp);
+        resp
+    }
+}
+
+impl Tally {
+    fn finish(self, route: &Route, resp: &Response<ProxyBody>) {
+        let status = resp.status().as_u16();
+        route.metrics.count(self.label, status);
+        route
+            .metrics
+            .duration
+            .record(self.started.elapsed().as_secs_f64());
+        if let Some((method, path)) = self.access {
+            tracing::info!(target: "tollgate::access", %method, %path, status, route = %route.name, client = %self.client_ip, micros = self.started.elapsed().as_micros() as u64);
         }
     }
+}
+
+/// Run the synchronous part of a request, turning a panic into a counted 500.
+pub fn guarded_now(metrics: &ConnMetrics, f: impl FnOnce() -> Handled) -> Handled {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Handled::Ready(panicked(metrics, panic)))
+}
+
+/// Run a forward, turning a panic into a counted 500 for this request only.
+pub fn guarded<'a, F>(
+    metrics: &'a ConnMetrics,
+    fut: F,
+) -> impl std::future::Future<Output = Response<ProxyBody>> + 'a
+where
+    F: std::future::Future<Output = Response<ProxyBody>> + 'a,
+{
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .map(move |r| r.unwrap_or_else(|panic| panicked(metrics, panic)))
+}
+
+fn panicked(metrics: &ConnMetrics, panic: Box<dyn Any + Send>) -> Response<ProxyBody> {
+    metrics.panics.increment(1);
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "request handler panicked; answering 500");
+    ProxyError::Internal.into_response()
 }
