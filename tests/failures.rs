@@ -176,7 +176,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 async fn a_panic_in_the_decision_or_the_forward_becomes_a_counted_500() {
     let metrics = tollgate::telemetry::Metrics::new();
     let conn = tollgate::proxy::metrics::ConnMetrics::new(&metrics);
-    let resp = tollgate::proxy::service::guarded(&conn, async {
+    let resp = tollgate::proxy::service::guarded(conn.panics.clone(), async {
         panic!("handler bug");
     })
     .await;
@@ -192,18 +192,18 @@ async fn a_panic_in_the_decision_or_the_forward_becomes_a_counted_500() {
         !String::from_utf8_lossy(&body).contains("handler bug"),
         "the panic message must not leak"
     );
-    let ok = tollgate::proxy::service::guarded(&conn, async {
+    let ok = tollgate::proxy::service::guarded(conn.panics.clone(), async {
         tollgate::proxy::respond::ProxyError::NoRoute.into_response()
     })
     .await;
     assert_eq!(ok.status(), 404, "a handler that returns is passed through");
     // The synchronous part (routing and the limit decision) is guarded the same way.
     use tollgate::proxy::service::{guarded_now, Handled};
-    let Handled::Ready(now) = guarded_now(&conn, || panic!("decision bug")) else {
+    let Handled::Ready(now) = guarded_now(&conn.panics, || panic!("decision bug")) else {
         panic!("a panicking decision must be answered at once");
     };
     assert_eq!(now.status(), 500);
-    let Handled::Ready(passed) = guarded_now(&conn, || {
+    let Handled::Ready(passed) = guarded_now(&conn.panics, || {
         Handled::Ready(tollgate::proxy::respond::ProxyError::NoRoute.into_response())
     }) else {
         unreachable!()

@@ -12,6 +12,7 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
@@ -70,29 +71,52 @@ pub fn https_connector(
         .wrap_connector(http))
 }
 
-/// What a forward needs besides the request.
+/// What rewriting a request for its upstream needs besides the request.
 pub struct ForwardCtx<'a> {
-    pub pool: &'a Pool,
     pub forwarding: &'a Forwarding,
-    pub response_timeout: Duration,
     pub peer: SocketAddr,
     /// The peer's IP as a header value, made once per connection.
     pub peer_value: &'a HeaderValue,
     pub proto: &'static str,
 }
 
-/// Send `req` to the route's next upstream and return its response, streaming.
-pub async fn forward(
-    ctx: ForwardCtx<'_>,
-    route: &Route,
+/// A request rewritten for its upstream, ready to send.
+pub struct Outbound {
+    pub req: Request<Incoming>,
+    /// The client side of an Upgrade the request asks for.
+    client_upgrade: Option<OnUpgrade>,
+}
+
+/// Rewrite `req` for `upstream` (synchronously, before anything awaits). See [`prepare`].
+pub fn outbound(
+    ctx: &ForwardCtx<'_>,
     upstream: &Upstream,
     mut req: Request<Incoming>,
-) -> Result<Response<UpstreamBody>, ProxyError> {
+) -> Result<Outbound, ProxyError> {
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    prepare(&ctx, upstream, &mut req, upgrade)?;
+    prepare(ctx, upstream, &mut req, upgrade)?;
+    Ok(Outbound {
+        req,
+        client_upgrade,
+    })
+}
+
+/// Send an outbound request over `pool` within `response_timeout` and return its response,
+/// streaming; failures are counted on the route and mapped to 502/504.
+pub async fn send(
+    pool: &Pool,
+    response_timeout: Duration,
+    route: &Route,
+    upstream: &Upstream,
+    out: Outbound,
+) -> Result<Response<UpstreamBody>, ProxyError> {
+    let Outbound {
+        req,
+        client_upgrade,
+    } = out;
     let started = Instant::now();
-    let sent = tokio::time::timeout(ctx.response_timeout, ctx.pool.send(upstream, req)).await;
+    let sent = tokio::time::timeout(response_timeout, pool.send(upstream, req)).await;
     route
         .metrics
         .upstream_duration

@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::io::Tracked;
 use super::metrics::ConnMetrics;
-use super::service::{guarded, guarded_now, handle, Handled, Peer, ProxyState};
+use super::service::{guarded_now, handle, Handled, Peer, ProxyState};
 use crate::config::Settings;
 use crate::shutdown::Tracker;
 
@@ -243,13 +243,11 @@ async fn serve_http<I>(
     let svc = service_fn(move |req| {
         first_seen.store(true, Ordering::Relaxed);
         // A request answered at once (a 429 above all) costs no task state and no allocation.
-        match guarded_now(&state.conn_metrics, || handle(&state, req, &client)) {
+        match guarded_now(&state.conn_metrics.panics, || handle(&state, req, &client)) {
             Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(resp))),
             Handled::Forward(fwd) => {
-                let (state, client) = (state.clone(), client.clone());
                 let busy = Busy::enter(&requests);
-                Either::Right(Box::pin(async move {
-                    let resp = guarded(&state.conn_metrics, fwd.run(&state, &client)).await;
+                Either::Right(fwd.map(move |resp| {
                     drop(busy);
                     Ok::<_, Infallible>(resp)
                 }))

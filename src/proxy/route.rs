@@ -115,10 +115,9 @@ impl Upstreams {
         }
     }
 
-    /// The next upstream, round-robin.
-    pub fn pick(&self) -> &Upstream {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.list[i % self.list.len()]
+    /// The index in `list` of the next upstream, round-robin.
+    pub fn pick(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.list.len()
     }
 }
 

@@ -8,19 +8,22 @@
 //! `tollgate_connection_panics_total`.
 
 use std::any::Any;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use metrics::Counter;
 
-use super::forward::{forward, ForwardCtx};
+use super::forward::{self, ForwardCtx, Outbound};
 use super::gate::{gate, Gate};
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::Pool;
@@ -57,22 +60,25 @@ impl Peer {
     }
 }
 
-/// What [`handle`] decided. It lives only until the caller picks a future; boxing the larger
-/// variant would cost an allocation per forwarded request.
+/// What [`handle`] decided. The ready answer stays inline: it is the common case (a 429), and
+/// boxing it would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 pub enum Handled {
     /// The answer, already made: a 429, a direct response, an error.
     Ready(Response<ProxyBody>),
-    /// Allowed to an upstream; [`Forward::run`] sends it.
-    Forward(Forward),
+    /// Allowed to an upstream: the forward ([`Forward::run`], guarded), to await. It is the one
+    /// allocation of a forwarded request's own, and keeps this value small to move.
+    Forward(BoxFuture<'static, Response<ProxyBody>>),
 }
 
-/// An allowed request on its way upstream, with what its answer needs afterwards.
-pub struct Forward {
+/// An allowed request, rewritten for its upstream, with what its answer needs afterwards.
+struct Forward {
     cfg: Arc<RuntimeConfig>,
     /// Index into `cfg.routes.routes`.
     route: usize,
-    req: Request<Incoming>,
+    /// Index into the route's upstreams.
+    upstream: usize,
+    out: Outbound,
     headers: RateHeaders,
     tally: Tally,
 }
@@ -87,7 +93,7 @@ struct Tally {
 }
 
 /// Route and limit one request; never fails (errors become responses).
-pub fn handle(state: &ProxyState, req: Request<Incoming>, peer: &Peer) -> Handled {
+pub fn handle(state: &Arc<ProxyState>, req: Request<Incoming>, peer: &Peer) -> Handled {
     let started = Instant::now();
     let cfg = state.config.load_full();
     let host = req
@@ -116,14 +122,30 @@ pub fn handle(state: &ProxyState, req: Request<Incoming>, peer: &Peer) -> Handle
         Gate::Stop { response, label } => (response, RateHeaders::default(), tally(label)),
         Gate::Pass { headers, label } => match &route.target {
             Target::Direct(d) => (respond::direct(d), headers, tally(label)),
-            Target::Upstreams(_) => {
-                return Handled::Forward(Forward {
-                    req: Request::from_parts(parts, body),
-                    route: index,
-                    headers,
-                    tally: tally(label),
-                    cfg,
-                })
+            Target::Upstreams(ups) => {
+                let ctx = ForwardCtx {
+                    forwarding: &cfg.forwarding,
+                    peer: peer.addr,
+                    peer_value: &peer.header,
+                    proto: state.proto,
+                };
+                let upstream = ups.pick();
+                let req = Request::from_parts(parts, body);
+                match forward::outbound(&ctx, &ups.list[upstream], req) {
+                    Ok(out) => {
+                        let fwd = Forward {
+                            route: index,
+                            upstream,
+                            out,
+                            headers,
+                            tally: tally(label),
+                            cfg,
+                        };
+                        let panics = state.conn_metrics.panics.clone();
+                        return Handled::Forward(Box::pin(guarded(panics, fwd.run(state.clone()))));
+                    }
+                    Err(e) => (e.into_response(), headers, tally(DecisionLabel::Error)),
+                }
             }
         },
     };
@@ -133,38 +155,41 @@ pub fn handle(state: &ProxyState, req: Request<Incoming>, peer: &Peer) -> Handle
 }
 
 impl Forward {
-    /// Send the request to the route's next upstream; its answer, or the error's, carries the
-    /// RateLimit headers.
-    pub async fn run(self, state: &ProxyState, peer: &Peer) -> Response<ProxyBody> {
+    /// Send the request to its upstream; its answer, or the error's, carries the RateLimit
+    /// headers. Not an `async fn`: the block holds the fields once, not `self` and then them.
+    fn run(self, state: Arc<ProxyState>) -> impl Future<Output = Response<ProxyBody>> + Send {
         let Self {
             cfg,
             route,
-            req,
+            upstream,
+            out,
             headers,
             mut tally,
         } = self;
-        let route = &cfg.routes.routes[route];
-        let Target::Upstreams(ups) = &route.target else {
-            unreachable!("handle forwards only routes with upstreams")
-        };
-        let ctx = ForwardCtx {
-            pool: &state.pool,
-            forwarding: &cfg.forwarding,
-            response_timeout: state.response_timeout,
-            peer: peer.addr,
-            peer_value: &peer.header,
-            proto: state.proto,
-        };
-        let mut resp = match forward(ctx, route, ups.pick(), req).await {
-            Ok(resp) => resp.map(Either::Left),
-            Err(e) => {
-                tally.label = DecisionLabel::Error;
-                e.into_response()
-            }
-        };
-        headers.apply(resp.headers_mut());
-        tally.finish(route, &resp);
-        resp
+        async move {
+            let route = &cfg.routes.routes[route];
+            let Target::Upstreams(ups) = &route.target else {
+                unreachable!("handle forwards only routes with upstreams")
+            };
+            let sent = forward::send(
+                &state.pool,
+                state.response_timeout,
+                route,
+                &ups.list[upstream],
+                out,
+            )
+            .await;
+            let mut resp = match sent {
+                Ok(resp) => resp.map(Either::Left),
+                Err(e) => {
+                    tally.label = DecisionLabel::Error;
+                    e.into_response()
+                }
+            };
+            headers.apply(resp.headers_mut());
+            tally.finish(route, &resp);
+            resp
+        }
     }
 }
 
@@ -182,27 +207,24 @@ impl Tally {
     }
 }
 
-/// Run the synchronous part of a request, turning a panic into a counted 500.
-pub fn guarded_now(metrics: &ConnMetrics, f: impl FnOnce() -> Handled) -> Handled {
+/// Run the synchronous part of a request, turning a panic into a 500 counted in `panics`.
+pub fn guarded_now(panics: &Counter, f: impl FnOnce() -> Handled) -> Handled {
     std::panic::catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|panic| Handled::Ready(panicked(metrics, panic)))
+        .unwrap_or_else(|panic| Handled::Ready(panicked(panics, panic)))
 }
 
-/// Run a forward, turning a panic into a counted 500 for this request only.
-pub fn guarded<'a, F>(
-    metrics: &'a ConnMetrics,
-    fut: F,
-) -> impl std::future::Future<Output = Response<ProxyBody>> + 'a
+/// Run a forward, turning a panic into a 500 for this request only, counted in `panics`.
+pub fn guarded<F>(panics: Counter, fut: F) -> impl Future<Output = Response<ProxyBody>>
 where
-    F: std::future::Future<Output = Response<ProxyBody>> + 'a,
+    F: Future<Output = Response<ProxyBody>>,
 {
     AssertUnwindSafe(fut)
         .catch_unwind()
-        .map(move |r| r.unwrap_or_else(|panic| panicked(metrics, panic)))
+        .map(move |r| r.unwrap_or_else(|panic| panicked(&panics, panic)))
 }
 
-fn panicked(metrics: &ConnMetrics, panic: Box<dyn Any + Send>) -> Response<ProxyBody> {
-    metrics.panics.increment(1);
+fn panicked(panics: &Counter, panic: Box<dyn Any + Send>) -> Response<ProxyBody> {
+    panics.increment(1);
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
