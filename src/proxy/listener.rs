@@ -303,6 +303,9 @@ impl Watch<'_> {
         let first_deadline = tokio::time::sleep(self.limits.header_timeout);
         tokio::pin!(first_deadline);
         let mut awaiting_first = true;
+        // Made once: a new one per wake-up would register with the channel again each time.
+        let stop = crate::shutdown::stopped(&mut self.shutdown);
+        tokio::pin!(stop);
         loop {
             // Polled on every wake-up of the connection: fixed order, no random start.
             tokio::select! {
@@ -313,7 +316,7 @@ impl Watch<'_> {
                     }
                     return;
                 }
-                _ = crate::shutdown::stopped(&mut self.shutdown), if !draining => {
+                _ = &mut stop, if !draining => {
                     draining = true;
                     wind_down(conn.as_mut());
                 }
