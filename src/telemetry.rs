@@ -56,7 +56,7 @@ static METADATA: Metadata<'static> =
 
 /// One process-local Prometheus registry and the handle that renders it.
 ///
-/// Counters and gauges live in atomics of our own ([`Values`]): the hot path bumps those, a scrape
+/// Counters and gauges live in atomics of our own (`Values`): the hot path bumps those, a scrape
 /// copies them into the exporter, and the admin plane reads them back (the feed's stats, the
 /// per-minute traffic rows) without rendering text. Histograms go to the exporter directly.
 #[derive(Clone)]

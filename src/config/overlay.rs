@@ -222,7 +222,7 @@ impl Overlay {
         Ok(raw)
     }
 
-    /// Where `entry` sits once merged into `raw` (see [`Entry::merge_into`]), to rename errors.
+    /// Where `entry` sits once merged into `raw` (see `Entry::merge_into`), to rename errors.
     pub fn field_of(entry: &Entry, raw: &RawConfig) -> String {
         let mut scratch = raw.clone();
         entry.merge_into(&mut scratch).unwrap_or_default()

@@ -82,12 +82,12 @@ pub struct ForwardCtx<'a> {
 
 /// A request rewritten for its upstream, ready to send.
 pub struct Outbound {
-    pub req: Request<Incoming>,
+    req: Request<Incoming>,
     /// The client side of an Upgrade the request asks for.
     client_upgrade: Option<OnUpgrade>,
 }
 
-/// Rewrite `req` for `upstream` (synchronously, before anything awaits). See [`prepare`].
+/// Rewrite `req` for `upstream` (synchronously, before anything awaits). See `prepare`.
 pub fn outbound(
     ctx: &ForwardCtx<'_>,
     upstream: &Upstream,

@@ -221,7 +221,7 @@ impl DenySettings {
     }
 
     /// The 429 for a denial by `checks[check]`. A thread's previous 429 is reused when
-    /// everything its headers and body say is the same (see [`Last429`]).
+    /// everything its headers and body say is the same (see `Last429`).
     pub fn rejected(
         &self,
         checks: &[Check],

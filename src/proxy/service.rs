@@ -1,8 +1,8 @@
 //! One request, start to finish: route, limit, answer or forward, count.
 //!
 //! The decision is synchronous: [`handle`] routes and limits a request and either answers it at
-//! once (a 429, a direct response, an error) or hands back a [`Forward`], the only part that
-//! awaits. A 429 thus never builds or moves the forwarding state machine. Reads the current config
+//! once (a 429, a direct response, an error) or hands back the forward as one boxed future, the
+//! only part that awaits. A 429 thus never builds or moves the forwarding state machine. Reads the current config
 //! through `ArcSwap` once per request and never waits on a lock, the database or the admin plane.
 //! A panic while handling a request becomes a 500 for that request only, counted in
 //! `tollgate_connection_panics_total`.
@@ -66,8 +66,8 @@ impl Peer {
 pub enum Handled {
     /// The answer, already made: a 429, a direct response, an error.
     Ready(Response<ProxyBody>),
-    /// Allowed to an upstream: the forward ([`Forward::run`], guarded), to await. It is the one
-    /// allocation of a forwarded request's own, and keeps this value small to move.
+    /// Allowed to an upstream: the forward, guarded, to await. Its box is the one allocation of
+    /// a forwarded request's own, and keeps this value small to move.
     Forward(BoxFuture<'static, Response<ProxyBody>>),
 }
 
