@@ -6,6 +6,7 @@
 
 pub mod forward;
 pub mod gate;
+mod h1;
 pub mod headers;
 mod io;
 pub mod listener;

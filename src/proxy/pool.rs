@@ -7,10 +7,14 @@
 //! pool per core, as in nginx; a connection that a task on another thread returns simply joins
 //! that thread's list.
 //!
-//! The list is bounded (`pool_max_idle` per upstream) and entries idle longer than
+//! Two kinds of connection are kept, on lists of their own: the lean client's (`h1.rs`, for a
+//! request without a body to a plain `http://` upstream, run in the request's own task) and
+//! hyper's client connections (requests with a body, Upgrades, `https://`).
+//!
+//! Each list is bounded (`pool_max_idle` per upstream) and entries idle longer than
 //! `pool_idle_timeout` are dropped. A listed connection that the upstream closed meanwhile is
-//! noticed at checkout (`ready()` fails) and skipped; a request that could not be written on a
-//! reused connection is retried once on a fresh one.
+//! noticed at checkout and skipped. A request that could not be written on a reused connection
+//! is sent once more on a fresh one, and so is an idempotent request that got nothing back.
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -18,22 +22,27 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::header::UPGRADE;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::net::TcpStream;
 use tower_service::Service;
 
+use super::h1;
 use super::route::Upstream;
 
 type Sender = SendRequest<Incoming>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How upstream connections are made and kept.
 #[derive(Clone)]
 pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
+    connect_timeout: Duration,
     limits: Limits,
 }
 
@@ -48,18 +57,20 @@ struct Limits {
 pub enum SendError {
     /// No connection could be made (refused, unreachable, TLS, connect timeout).
     Connect(String),
-    /// The connection broke during the exchange.
-    Exchange(hyper::Error),
+    /// The connection broke during the exchange, or the upstream's response was not valid HTTP/1.
+    Exchange(BoxError),
 }
 
 impl Pool {
     pub fn new(
         connector: HttpsConnector<HttpConnector>,
+        connect_timeout: Duration,
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Self {
         Self {
             connector,
+            connect_timeout,
             limits: Limits {
                 max_idle,
                 idle_timeout,
@@ -72,38 +83,97 @@ impl Pool {
     pub async fn send(
         &self,
         up: &Upstream,
+        req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let lean = up.scheme == Scheme::HTTP
+            && req.body().is_end_stream()
+            && !req.headers().contains_key(UPGRADE);
+        if lean {
+            self.send_lean(up, req).await
+        } else {
+            self.send_hyper(up, req).await
+        }
+    }
+
+    async fn send_lean(
+        &self,
+        up: &Upstream,
+        req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let (parts, _empty) = req.into_parts();
+        let mut reused = checkout_lean(up, self.limits.idle_timeout);
+        loop {
+            let fresh = reused.is_none();
+            let conn = match reused.take() {
+                Some(conn) => conn,
+                None => Box::pin(self.connect_lean(up)).await?,
+            };
+            match conn.exchange(&parts).await {
+                Ok(resp) => {
+                    let home = self.home(up);
+                    return Ok(resp.map(|body| UpstreamBody::lean(body, home)));
+                }
+                // The reused connection was closing: once more, on a new one.
+                Err(failed) if failed.retry && !fresh => {}
+                Err(failed) => return Err(SendError::Exchange(failed.error.into())),
+            }
+        }
+    }
+
+    async fn send_hyper(
+        &self,
+        up: &Upstream,
         mut req: Request<Incoming>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let mut reused = checkout(up, self.limits.idle_timeout).await;
+        let mut reused = checkout_hyper(up, self.limits.idle_timeout).await;
         loop {
             let fresh = reused.is_none();
             let mut sender = match reused.take() {
                 Some(sender) => sender,
                 // Boxed: the connect future is large, and keeping it out of this one keeps
                 // every request's future small to move.
-                None => Box::pin(self.connect(up)).await?,
+                None => Box::pin(self.connect_hyper(up)).await?,
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     // An upgraded connection belongs to the tunnel, never to the pool.
-                    let back =
-                        (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Checkin {
-                            key: key_of(up),
-                            sender,
-                            limits: self.limits,
-                        });
-                    return Ok(resp.map(|body| UpstreamBody::new(body, back)));
+                    let home = (resp.status() != StatusCode::SWITCHING_PROTOCOLS)
+                        .then(|| (self.home(up), sender));
+                    return Ok(resp.map(|body| UpstreamBody::hyper(body, home)));
                 }
                 Err(mut e) => match e.take_message() {
                     // Not written: the reused connection was closing. Once more, on a new one.
                     Some(unsent) if !fresh => req = unsent,
-                    _ => return Err(SendError::Exchange(e.into_error())),
+                    _ => return Err(SendError::Exchange(e.into_error().into())),
                 },
             }
         }
     }
 
-    async fn connect(&self, up: &Upstream) -> Result<Sender, SendError> {
+    fn home(&self, up: &Upstream) -> Home {
+        Home {
+            key: key_of(up),
+            limits: self.limits,
+        }
+    }
+
+    async fn connect_lean(&self, up: &Upstream) -> Result<h1::Conn, SendError> {
+        let host = up.authority.host();
+        // An IPv6 literal keeps its brackets in the authority.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = up.authority.port_u16().unwrap_or(80);
+        let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| SendError::Connect("connect timed out".into()))?
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        let _ = io.set_nodelay(true);
+        Ok(h1::Conn::new(io))
+    }
+
+    async fn connect_hyper(&self, up: &Upstream) -> Result<Sender, SendError> {
         let uri = Uri::builder()
             .scheme(up.scheme.clone())
             .authority(up.authority.clone())
@@ -138,118 +208,178 @@ fn key_of(up: &Upstream) -> Key {
     (up.scheme == Scheme::HTTPS, up.authority.clone())
 }
 
-struct Parked {
-    sender: Sender,
+struct Parked<C> {
+    conn: C,
     since: Instant,
 }
 
-thread_local! {
-    static IDLE: RefCell<Vec<(Key, Vec<Parked>)>> = const { RefCell::new(Vec::new()) };
+/// One kind of idle connection, per upstream, oldest first.
+struct Idle<C>(Vec<(Key, Vec<Parked<C>>)>);
+
+impl<C> Idle<C> {
+    /// The freshest connection to `up` that has not idled too long.
+    fn pop(&mut self, up: &Upstream, idle_timeout: Duration) -> Option<C> {
+        let https = up.scheme == Scheme::HTTPS;
+        let (_, list) = self
+            .0
+            .iter_mut()
+            .find(|((h, a), _)| *h == https && *a == up.authority)?;
+        while let Some(parked) = list.pop() {
+            if parked.since.elapsed() <= idle_timeout {
+                return Some(parked.conn);
+            }
+        }
+        None
+    }
+
+    fn push(&mut self, home: Home, conn: C) {
+        if home.limits.max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let list = match self.0.iter().position(|(k, _)| *k == home.key) {
+            Some(i) => &mut self.0[i].1,
+            None => {
+                self.0.push((home.key, Vec::new()));
+                &mut self.0.last_mut().expect("just pushed").1
+            }
+        };
+        // Drop what has idled too long, and the oldest when full.
+        let stale = list
+            .iter()
+            .take_while(|p| now.duration_since(p.since) > home.limits.idle_timeout)
+            .count();
+        let over = (list.len() - stale + 1).saturating_sub(home.limits.max_idle);
+        list.drain(..stale + over);
+        list.push(Parked { conn, since: now });
+    }
 }
 
-/// The freshest idle connection to `up` that is still open.
-async fn checkout(up: &Upstream, idle_timeout: Duration) -> Option<Sender> {
-    let https = up.scheme == Scheme::HTTPS;
+thread_local! {
+    static HYPER: RefCell<Idle<Sender>> = const { RefCell::new(Idle(Vec::new())) };
+    static LEAN: RefCell<Idle<h1::Conn>> = const { RefCell::new(Idle(Vec::new())) };
+}
+
+/// The freshest idle hyper connection to `up` that is still open.
+async fn checkout_hyper(up: &Upstream, idle_timeout: Duration) -> Option<Sender> {
     loop {
-        let parked = IDLE.with_borrow_mut(|hosts| {
-            let (_, list) = hosts
-                .iter_mut()
-                .find(|((h, a), _)| *h == https && *a == up.authority)?;
-            list.pop()
-        })?;
-        if parked.since.elapsed() > idle_timeout {
-            continue;
-        }
-        let mut sender = parked.sender;
+        let mut sender = HYPER.with_borrow_mut(|idle| idle.pop(up, idle_timeout))?;
         if sender.ready().await.is_ok() {
             return Some(sender);
         }
     }
 }
 
-/// A connection to give back once its response body is done.
-struct Checkin {
-    key: Key,
-    sender: Sender,
-    limits: Limits,
-}
-
-impl Checkin {
-    fn park(self) {
-        if self.sender.is_closed() || self.limits.max_idle == 0 {
-            return;
+/// The freshest idle lean connection to `up` that is still open.
+fn checkout_lean(up: &Upstream, idle_timeout: Duration) -> Option<h1::Conn> {
+    loop {
+        let mut conn = LEAN.with_borrow_mut(|idle| idle.pop(up, idle_timeout))?;
+        if conn.is_open_and_quiet() {
+            return Some(conn);
         }
-        let now = Instant::now();
-        let idle_timeout = self.limits.idle_timeout;
-        IDLE.with_borrow_mut(|hosts| {
-            let list = match hosts.iter().position(|(k, _)| *k == self.key) {
-                Some(i) => &mut hosts[i].1,
-                None => {
-                    hosts.push((self.key, Vec::new()));
-                    &mut hosts.last_mut().expect("just pushed").1
-                }
-            };
-            // Oldest first: drop what has idled too long, and the oldest when full.
-            let stale = list
-                .iter()
-                .take_while(|p| now.duration_since(p.since) > idle_timeout)
-                .count();
-            let over = (list.len() - stale + 1).saturating_sub(self.limits.max_idle);
-            list.drain(..stale + over);
-            list.push(Parked {
-                sender: self.sender,
-                since: now,
-            });
-        });
     }
 }
 
+/// Where a connection goes back to once its response body is done.
+struct Home {
+    key: Key,
+    limits: Limits,
+}
+
 /// An upstream response body that returns its connection to the pool at its end.
-pub struct UpstreamBody {
-    inner: Incoming,
-    checkin: Option<Checkin>,
+pub struct UpstreamBody(Inner);
+
+enum Inner {
+    Hyper {
+        body: Incoming,
+        home: Option<(Home, Sender)>,
+    },
+    Lean {
+        body: h1::Body,
+        home: Option<Home>,
+    },
 }
 
 impl UpstreamBody {
-    fn new(inner: Incoming, checkin: Option<Checkin>) -> Self {
-        let mut body = Self { inner, checkin };
-        if body.inner.is_end_stream() {
+    fn hyper(body: Incoming, home: Option<(Home, Sender)>) -> Self {
+        Self::new(Inner::Hyper { body, home })
+    }
+
+    fn lean(body: h1::Body, home: Home) -> Self {
+        Self::new(Inner::Lean {
+            body,
+            home: Some(home),
+        })
+    }
+
+    fn new(inner: Inner) -> Self {
+        let mut body = Self(inner);
+        if body.is_end_stream() {
             body.done();
         }
         body
     }
 
+    /// The body is complete: its connection goes back on this thread's list.
     fn done(&mut self) {
-        if let Some(c) = self.checkin.take() {
-            c.park();
+        match &mut self.0 {
+            Inner::Hyper { home, .. } => {
+                if let Some((home, sender)) = home.take() {
+                    if !sender.is_closed() {
+                        HYPER.with_borrow_mut(|idle| idle.push(home, sender));
+                    }
+                }
+            }
+            Inner::Lean { body, home } => {
+                if let Some(conn) = body.take_reusable() {
+                    let home = home.take().expect("a lean body is done once");
+                    LEAN.with_borrow_mut(|idle| idle.push(home, conn));
+                }
+            }
+        }
+    }
+
+    /// A broken body leaves its connection in an unknown state: never reuse it.
+    fn broken(&mut self) {
+        match &mut self.0 {
+            Inner::Hyper { home, .. } => *home = None,
+            Inner::Lean { home, .. } => *home = None,
         }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = match &mut self.0 {
+            Inner::Hyper { body, .. } => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Inner::Lean { body, .. } => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+        };
         match &polled {
             Poll::Ready(None) => self.done(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.done(),
-            // A broken body leaves the connection in an unknown state: never reuse it.
-            Poll::Ready(Some(Err(_))) => self.checkin = None,
+            Poll::Ready(Some(Ok(_))) if self.is_end_stream() => self.done(),
+            Poll::Ready(Some(Err(_))) => self.broken(),
             _ => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.0 {
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+            Inner::Lean { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.0 {
+            Inner::Hyper { body, .. } => body.size_hint(),
+            Inner::Lean { body, .. } => body.size_hint(),
+        }
     }
 }
