@@ -154,6 +154,48 @@ async fn a_slowloris_client_is_cut_off_after_header_timeout() {
 }
 
 #[tokio::test]
+async fn every_later_head_has_header_timeout_too_but_a_slow_answer_does_not() {
+    let up = Upstream::start("a").await;
+    let routes = format!(
+        "[[routes]]\nname = \"up\"\nupstreams = [\"{}\"]\n",
+        up.url()
+    );
+    let t = start_with_server("header_timeout = \"300ms\"", &routes).await;
+    let mut s = TcpStream::connect(t.proxy).await.unwrap();
+    // An answer that takes longer than header_timeout: a request in progress, not a head wait.
+    s.write_all(b"GET /slow?ms=700 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), "200", "{head}");
+    let mut body = [0u8; 9];
+    s.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, b"slow done");
+    // The second head trickles in, a byte every 50 ms: it is cut off about 300 ms after the
+    // first response ended, though bytes keep arriving.
+    let trickle =
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut sent = 0;
+    for b in trickle {
+        if s.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sent < trickle.len(),
+        "the whole trickle ({sent} bytes) went in: the connection was not cut off"
+    );
+    let got = until_closed(&mut s, SOON)
+        .await
+        .expect("a trickled second head kept its connection open");
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert_eq!(get(&t.url("/"), &[]).await.status, 200);
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let t = start_with_server("idle_timeout = \"300ms\"", DIRECT).await;
     let mut s = TcpStream::connect(t.proxy).await.unwrap();

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::heads::{Counted, Deadline, Heads, Open};
 use super::io::Tracked;
 use super::metrics::ConnMetrics;
 use super::service::{guarded_now, handle, Handled, Peer, ProxyState};
@@ -50,7 +51,6 @@ impl ConnLimits {
         macro_rules! h1 {
             ($b:expr) => {
                 $b.timer(TokioTimer::new())
-                    .header_read_timeout(s.header_timeout)
                     .max_headers(s.max_headers)
                     .max_buf_size(s.max_header_bytes.max(8192))
             };
@@ -62,8 +62,11 @@ impl ConnLimits {
                     .max_concurrent_streams(256)
             };
         }
-        h1!(auto.http1());
-        h1!(h1);
+        // Plain HTTP/1 connections have their head deadline kept by `Watch` (`Heads`): hyper's
+        // boxes and registers a new timer for every request head. Connections of unknown
+        // protocol keep hyper's.
+        h1!(auto.http1()).header_read_timeout(s.header_timeout);
+        h1!(h1).header_read_timeout(None);
         h2!(auto.http2());
         h2!(h2);
         Self {
@@ -236,20 +239,20 @@ async fn serve_http<I>(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let requests = in_flight.clone();
     let client = Arc::new(Peer::new(peer));
-    // Set by the first request head on any protocol; until then `header_timeout` is the deadline
-    // (hyper enforces it for HTTP/1 heads, but not while sniffing h1 vs h2 or for HTTP/2).
-    let started = Arc::new(AtomicBool::new(false));
-    let first_seen = started.clone();
+    let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
+    let seen = heads.clone();
     let svc = service_fn(move |req| {
-        first_seen.store(true, Ordering::Relaxed);
+        let open = Open::enter(&seen);
         // A request answered at once (a 429 above all) costs no task state and no allocation.
         match guarded_now(&state.conn_metrics.panics, || handle(&state, req, &client)) {
-            Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(resp))),
+            Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
+                resp.map(|body| Counted::new(body, open)),
+            ))),
             Handled::Forward(fwd) => {
                 let busy = Busy::enter(&requests);
                 Either::Right(fwd.map(move |resp| {
                     drop(busy);
-                    Ok::<_, Infallible>(resp)
+                    Ok::<_, Infallible>(resp.map(|body| Counted::new(body, open)))
                 }))
             }
         }
@@ -259,7 +262,8 @@ async fn serve_http<I>(
         limits,
         activity,
         in_flight,
-        started,
+        heads,
+        every_head: proto == Proto::Http1,
         shutdown,
     };
     match proto {
@@ -278,14 +282,16 @@ async fn serve_http<I>(
     }
 }
 
-/// What a connection is watched for besides its own progress: shutdown, a first request head
-/// within `header_timeout`, and idleness.
+/// What a connection is watched for besides its own progress: shutdown, request heads within
+/// `header_timeout` (the first on any protocol; on plain HTTP/1 every one), and idleness.
 struct Watch<'a> {
     peer: SocketAddr,
     limits: &'a ConnLimits,
     activity: Arc<AtomicU64>,
     in_flight: Arc<AtomicUsize>,
-    started: Arc<AtomicBool>,
+    heads: Arc<Heads>,
+    /// Whether every head has a deadline here, not only the first (HTTP/1 without hyper's).
+    every_head: bool,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -300,9 +306,9 @@ impl Watch<'_> {
         let mut idle = tokio::time::interval(self.limits.idle_timeout);
         idle.reset();
         let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
-        let first_deadline = tokio::time::sleep(self.limits.header_timeout);
-        tokio::pin!(first_deadline);
-        let mut awaiting_first = true;
+        let head_deadline = tokio::time::sleep(self.limits.header_timeout);
+        tokio::pin!(head_deadline);
+        let mut watching_heads = true;
         // Made once: a new one per wake-up would register with the channel again each time.
         let stop = crate::shutdown::stopped(&mut self.shutdown);
         tokio::pin!(stop);
@@ -320,12 +326,16 @@ impl Watch<'_> {
                     draining = true;
                     wind_down(conn.as_mut());
                 }
-                _ = &mut first_deadline, if awaiting_first => {
-                    if !self.started.load(Ordering::Relaxed) {
-                        tracing::debug!(?peer, "no request head within header_timeout; closing");
-                        return;
+                _ = &mut head_deadline, if watching_heads => {
+                    let now = tokio::time::Instant::now();
+                    match self.heads.next_deadline(self.limits.header_timeout, self.every_head, now) {
+                        Deadline::Missed => {
+                            tracing::debug!(?peer, "no request head within header_timeout; closing");
+                            return;
+                        }
+                        Deadline::At(when) => head_deadline.as_mut().reset(when),
+                        Deadline::None => watching_heads = false,
                     }
-                    awaiting_first = false;
                 }
                 _ = idle.tick() => {
                     let now = self.activity.load(Ordering::Relaxed);

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod gate;
 mod h1;
 pub mod headers;
+mod heads;
 mod io;
 pub mod listener;
 pub mod metrics;

@@ -1,0 +1,184 @@
+//! The request-head deadline of one connection, kept without a timer per request.
+//!
+//! hyper's own HTTP/1 header timeout boxes a new `Sleep` for every request head and registers it
+//! with the timer wheel. Here the connection's watch keeps one `Sleep` for the connection's life
+//! and the requests only update two counters: `Open` marks a request from its head until its
+//! response body is dropped (hyper drops it once written), and when the last one ends the
+//! connection starts waiting for the next head. The watch wakes at the deadline, asks
+//! `next_deadline`, and either closes the connection or sleeps again.
+//!
+//! The rule is hyper's: a head must be complete within `header_timeout` of the moment the
+//! connection began waiting for it, however its bytes trickle in. A request in progress (its
+//! response still being answered or streamed) is not waiting for a head.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::respond::ProxyBody;
+
+/// What a connection's requests tell its watch about heads.
+pub struct Heads {
+    born: Instant,
+    started: AtomicBool,
+    /// Requests from their head until their response body is dropped.
+    open: AtomicUsize,
+    /// When the connection last began waiting for a head, in ms after `born`.
+    waiting_since_ms: AtomicU64,
+}
+
+/// What the watch does next about heads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// The connection waited `header_timeout` for a head: close it.
+    Missed,
+    /// Wake again at this instant.
+    At(Instant),
+    /// Heads are no longer watched (HTTP/2 after its first request).
+    None,
+}
+
+impl Heads {
+    pub fn new(born: Instant) -> Self {
+        Self {
+            born,
+            started: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+            waiting_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// At a deadline set earlier: has a head been missed, and when to look again. Only the first
+    /// head is watched unless `every_head`.
+    pub fn next_deadline(&self, timeout: Duration, every_head: bool, now: Instant) -> Deadline {
+        if !self.started.load(Ordering::Relaxed) {
+            return Deadline::Missed;
+        }
+        if !every_head {
+            return Deadline::None;
+        }
+        if self.open.load(Ordering::Relaxed) > 0 {
+            return Deadline::At(now + timeout);
+        }
+        let since =
+            self.born + Duration::from_millis(self.waiting_since_ms.load(Ordering::Relaxed));
+        let due = since + timeout;
+        if now >= due {
+            Deadline::Missed
+        } else {
+            Deadline::At(due)
+        }
+    }
+}
+
+/// A request between its head and the drop of its response body.
+pub struct Open(Arc<Heads>);
+
+impl Open {
+    pub fn enter(heads: &Arc<Heads>) -> Self {
+        heads.started.store(true, Ordering::Relaxed);
+        heads.open.fetch_add(1, Ordering::Relaxed);
+        Self(heads.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let heads = &self.0;
+        if heads.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let ms = heads.born.elapsed().as_millis() as u64;
+            heads.waiting_since_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+}
+
+pin_project! {
+    /// A response body that ends its request's `Open` when hyper drops it.
+    pub struct Counted {
+        #[pin]
+        body: ProxyBody,
+        open: Open,
+    }
+}
+
+impl Counted {
+    pub fn new(body: ProxyBody, open: Open) -> Self {
+        Self { body, open }
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = <ProxyBody as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_first_head_is_due_on_every_protocol() {
+        let born = Instant::now();
+        let heads = Arc::new(Heads::new(born));
+        assert_eq!(heads.next_deadline(T, false, born + T), Deadline::Missed);
+        drop(Open::enter(&heads));
+        assert_eq!(heads.next_deadline(T, false, born + T), Deadline::None);
+    }
+
+    #[test]
+    fn a_later_head_is_due_a_timeout_after_the_last_response_ended() {
+        let born = Instant::now();
+        let heads = Arc::new(Heads::new(born));
+        let open = Open::enter(&heads);
+        // In progress: not waiting for a head, however long it takes.
+        assert_eq!(
+            heads.next_deadline(T, true, born + 3 * T),
+            Deadline::At(born + 4 * T)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        drop(open);
+        let since = heads.waiting_since_ms.load(Ordering::Relaxed);
+        assert!(since >= 20, "waiting since {since} ms");
+        let due = born + Duration::from_millis(since) + T;
+        assert_eq!(heads.next_deadline(T, true, due - T / 2), Deadline::At(due));
+        assert_eq!(heads.next_deadline(T, true, due), Deadline::Missed);
+    }
+
+    #[test]
+    fn a_pipelined_request_keeps_the_connection_busy_until_the_last_ends() {
+        let born = Instant::now();
+        let heads = Arc::new(Heads::new(born));
+        let (a, b) = (Open::enter(&heads), Open::enter(&heads));
+        drop(a);
+        assert_eq!(
+            heads.next_deadline(T, true, born + 5 * T),
+            Deadline::At(born + 6 * T)
+        );
+        drop(b);
+        assert_eq!(heads.next_deadline(T, true, born + 5 * T), Deadline::Missed);
+    }
+}
