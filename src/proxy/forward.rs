@@ -30,7 +30,6 @@ pub fn pool(settings: &UpstreamSettings) -> Result<Pool, String> {
     let connector = https_connector(settings.ca_file.as_deref(), settings.connect_timeout)?;
     Ok(Pool::new(
         connector,
-        settings.connect_timeout,
         settings.pool_max_idle,
         settings.pool_idle_timeout,
     ))

@@ -1,4 +1,5 @@
-//! The request-head deadline of one connection, kept without a timer per request.
+//! What a connection's requests tell its watch: whether one waits on its upstream (so silence is
+//! not idleness), and the request-head deadline, kept without a timer per request.
 //!
 //! hyper's own HTTP/1 header timeout boxes a new `Sleep` for every request head and registers it
 //! with the timer wheel. Here the connection's watch keeps one `Sleep` for the connection's life
@@ -30,6 +31,9 @@ pub struct Heads {
     started: AtomicBool,
     /// Requests from their head until their response body is dropped.
     open: AtomicUsize,
+    /// Of those, the ones waiting for their upstream's response head: no bytes move, yet the
+    /// connection is not idle.
+    upstream: AtomicUsize,
     /// When the connection last began waiting for a head, in ms after `born`.
     waiting_since_ms: AtomicU64,
 }
@@ -51,8 +55,14 @@ impl Heads {
             born,
             started: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            upstream: AtomicUsize::new(0),
             waiting_since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Whether a request waits on its upstream.
+    pub fn awaiting_upstream(&self) -> bool {
+        self.upstream.load(Ordering::Relaxed) > 0
     }
 
     /// At a deadline set earlier: has a head been missed, and when to look again. Only the first
@@ -78,20 +88,41 @@ impl Heads {
     }
 }
 
-/// A request between its head and the drop of its response body.
-pub struct Open(Arc<Heads>);
+/// A request between its head and the drop of its response body, even if the client goes away
+/// and hyper drops the handler.
+pub struct Open {
+    heads: Arc<Heads>,
+    awaiting: bool,
+}
 
 impl Open {
     pub fn enter(heads: &Arc<Heads>) -> Self {
         heads.started.store(true, Ordering::Relaxed);
         heads.open.fetch_add(1, Ordering::Relaxed);
-        Self(heads.clone())
+        Self {
+            heads: heads.clone(),
+            awaiting: false,
+        }
+    }
+
+    /// The request now waits on its upstream, until `answered` (or its drop).
+    pub fn await_upstream(&mut self) {
+        self.heads.upstream.fetch_add(1, Ordering::Relaxed);
+        self.awaiting = true;
+    }
+
+    /// The upstream's response head (or the error's answer) is here.
+    pub fn answered(&mut self) {
+        if std::mem::take(&mut self.awaiting) {
+            self.heads.upstream.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        let heads = &self.0;
+        self.answered();
+        let heads = &self.heads;
         if heads.open.fetch_sub(1, Ordering::Relaxed) == 1 {
             let ms = heads.born.elapsed().as_millis() as u64;
             heads.waiting_since_ms.store(ms, Ordering::Relaxed);
@@ -166,6 +197,24 @@ mod tests {
         let due = born + Duration::from_millis(since) + T;
         assert_eq!(heads.next_deadline(T, true, due - T / 2), Deadline::At(due));
         assert_eq!(heads.next_deadline(T, true, due), Deadline::Missed);
+    }
+
+    #[test]
+    fn a_request_waits_on_its_upstream_until_answered_or_dropped() {
+        let heads = Arc::new(Heads::new(Instant::now()));
+        let mut a = Open::enter(&heads);
+        a.await_upstream();
+        let mut b = Open::enter(&heads);
+        b.await_upstream();
+        assert!(heads.awaiting_upstream());
+        a.answered();
+        assert!(heads.awaiting_upstream(), "b still waits");
+        drop(b);
+        assert!(!heads.awaiting_upstream());
+        // Answered, and still open while its body streams.
+        assert_eq!(heads.open.load(Ordering::Relaxed), 1);
+        drop(a);
+        assert_eq!(heads.open.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -236,22 +236,20 @@ async fn serve_http<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let requests = in_flight.clone();
     let client = Arc::new(Peer::new(peer));
     let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
     let seen = heads.clone();
     let svc = service_fn(move |req| {
-        let open = Open::enter(&seen);
+        let mut open = Open::enter(&seen);
         // A request answered at once (a 429 above all) costs no task state and no allocation.
         match guarded_now(&state.conn_metrics.panics, || handle(&state, req, &client)) {
             Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
                 resp.map(|body| Counted::new(body, open)),
             ))),
             Handled::Forward(fwd) => {
-                let busy = Busy::enter(&requests);
+                open.await_upstream();
                 Either::Right(fwd.map(move |resp| {
-                    drop(busy);
+                    open.answered();
                     Ok::<_, Infallible>(resp.map(|body| Counted::new(body, open)))
                 }))
             }
@@ -261,7 +259,6 @@ async fn serve_http<I>(
         peer,
         limits,
         activity,
-        in_flight,
         heads,
         every_head: proto == Proto::Http1,
         shutdown,
@@ -288,7 +285,6 @@ struct Watch<'a> {
     peer: SocketAddr,
     limits: &'a ConnLimits,
     activity: Arc<AtomicU64>,
-    in_flight: Arc<AtomicUsize>,
     heads: Arc<Heads>,
     /// Whether every head has a deadline here, not only the first (HTTP/1 without hyper's).
     every_head: bool,
@@ -340,7 +336,7 @@ impl Watch<'_> {
                 _ = idle.tick() => {
                     let now = self.activity.load(Ordering::Relaxed);
                     // Waiting on an upstream moves no bytes but is not idle.
-                    let busy = self.in_flight.load(Ordering::Relaxed) > 0;
+                    let busy = self.heads.awaiting_upstream();
                     strikes = if now == seen && !busy { strikes + 1 } else { 0 };
                     seen = now;
                     match strikes {
@@ -351,22 +347,5 @@ impl Watch<'_> {
                 }
             }
         }
-    }
-}
-
-/// Counts a request as in flight from its head until its response head, even if the client
-/// goes away and hyper drops the handler.
-struct Busy(Arc<AtomicUsize>);
-
-impl Busy {
-    fn enter(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

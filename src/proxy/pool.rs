@@ -27,8 +27,9 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
@@ -42,7 +43,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
-    connect_timeout: Duration,
     limits: Limits,
 }
 
@@ -64,13 +64,11 @@ pub enum SendError {
 impl Pool {
     pub fn new(
         connector: HttpsConnector<HttpConnector>,
-        connect_timeout: Duration,
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Self {
         Self {
             connector,
-            connect_timeout,
             limits: Limits {
                 max_idle,
                 idle_timeout,
@@ -157,37 +155,18 @@ impl Pool {
         }
     }
 
+    /// A lean connection, made by the same connector as hyper's (DNS, connect timeout, nodelay).
     async fn connect_lean(&self, up: &Upstream) -> Result<h1::Conn, SendError> {
-        let host = up.authority.host();
-        // An IPv6 literal keeps its brackets in the authority.
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let port = up.authority.port_u16().unwrap_or(80);
-        let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| SendError::Connect("connect timed out".into()))?
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        let _ = io.set_nodelay(true);
-        Ok(h1::Conn::new(io))
+        match self.dial(up).await? {
+            MaybeHttpsStream::Http(io) => Ok(h1::Conn::new(io.into_inner())),
+            MaybeHttpsStream::Https(_) => Err(SendError::Connect(
+                "the lean client speaks plain http only".into(),
+            )),
+        }
     }
 
     async fn connect_hyper(&self, up: &Upstream) -> Result<Sender, SendError> {
-        let uri = Uri::builder()
-            .scheme(up.scheme.clone())
-            .authority(up.authority.clone())
-            .path_and_query("/")
-            .build()
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        let io = connector
-            .call(uri)
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
+        let io = self.dial(up).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
@@ -198,6 +177,24 @@ impl Pool {
             }
         });
         Ok(sender)
+    }
+
+    /// Connect to `up`, with TLS for `https://`.
+    async fn dial(&self, up: &Upstream) -> Result<MaybeHttpsStream<TokioIo<TcpStream>>, SendError> {
+        let uri = Uri::builder()
+            .scheme(up.scheme.clone())
+            .authority(up.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        connector
+            .call(uri)
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))
     }
 }
 
@@ -331,8 +328,7 @@ impl UpstreamBody {
                 }
             }
             Inner::Lean { body, home } => {
-                if let Some(conn) = body.take_reusable() {
-                    let home = home.take().expect("a lean body is done once");
+                if let (Some(conn), Some(home)) = (body.take_reusable(), home.take()) {
                     LEAN.with_borrow_mut(|idle| idle.push(home, conn));
                 }
             }
