@@ -342,11 +342,12 @@ measure_end() { # measure_end TARGET: R_CPU and R_RSS from the ticks since measu
     local pid
     pid=$(pid_of_target "$1")
     if [ -z "$pid" ]; then
-        R_CPU=- R_RSS=-
+        R_CPU=- R_CPU_FINE=- R_RSS=-
         return
     fi
-    R_CPU=$(awk -v d=$(($(cpu_ticks "$pid") - CPU0)) -v n="$R_TOTAL" -v h="$CLK_TCK" \
-        'BEGIN { printf "%.1f", (n > 0) ? d * 1e6 / h / n : 0 }')
+    R_CPU_FINE=$(awk -v d=$(($(cpu_ticks "$pid") - CPU0)) -v n="$R_TOTAL" -v h="$CLK_TCK" \
+        'BEGIN { printf "%.2f", (n > 0) ? d * 1e6 / h / n : 0 }')
+    R_CPU=$(awk -v v="$R_CPU_FINE" 'BEGIN { printf "%.1f", v }')
     R_RSS=$(mb "$(status_kb "$pid" VmRSS)")
 }
 
