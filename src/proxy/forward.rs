@@ -2,15 +2,17 @@
 //!
 //! Owns the upstream connector (rustls with webpki roots plus an optional CA file), URI rewriting,
 //! and mapping transport failures to 502/504. Connections come from `pool.rs`. Bodies stream both
-//! ways: the client's `Incoming` goes upstream as is, and the upstream's body comes back.
+//! ways: the client's body goes upstream as is, and the upstream's body comes back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_rustls::HttpsConnector;
@@ -71,6 +73,10 @@ pub fn https_connector(
         .wrap_connector(http))
 }
 
+/// A client request's body: hyper's, or none at all when `h1_server` read the request itself
+/// (it takes only requests without a body).
+pub type ClientBody = Either<Incoming, Empty<Bytes>>;
+
 /// What rewriting a request for its upstream needs besides the request.
 pub struct ForwardCtx<'a> {
     pub forwarding: &'a Forwarding,
@@ -82,7 +88,7 @@ pub struct ForwardCtx<'a> {
 
 /// A request rewritten for its upstream, ready to send.
 pub struct Outbound {
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     /// The client side of an Upgrade the request asks for.
     client_upgrade: Option<OnUpgrade>,
 }
@@ -91,7 +97,7 @@ pub struct Outbound {
 pub fn outbound(
     ctx: &ForwardCtx<'_>,
     upstream: &Upstream,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Result<Outbound, ProxyError> {
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -154,7 +160,7 @@ pub async fn send(
 fn prepare(
     ctx: &ForwardCtx<'_>,
     upstream: &Upstream,
-    req: &mut Request<Incoming>,
+    req: &mut Request<ClientBody>,
     upgrade: bool,
 ) -> Result<(), ProxyError> {
     let host = match req.headers().get(header::HOST) {

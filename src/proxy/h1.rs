@@ -124,7 +124,8 @@ impl Conn {
                 // 100 Continue, 103 Early Hints: not forwarded (as with hyper's client).
                 continue;
             }
-            let mut headers = HeaderMap::with_capacity(fields.len());
+            // Room for the RateLimit fields set on it later, without a rehash.
+            let mut headers = HeaderMap::with_capacity(fields.len() + 4);
             for (name, value) in fields {
                 let value = HeaderValue::from_maybe_shared(head.slice(value))
                     .map_err(|_| fatal(invalid("invalid response header value")))?;

@@ -36,6 +36,8 @@ pub struct Heads {
     upstream: AtomicUsize,
     /// When the connection last began waiting for a head, in ms after `born`.
     waiting_since_ms: AtomicU64,
+    /// The watch asked the connection to wind down (the lean HTTP/1 path reads it).
+    closing: AtomicBool,
 }
 
 /// What the watch does next about heads.
@@ -57,7 +59,18 @@ impl Heads {
             open: AtomicUsize::new(0),
             upstream: AtomicUsize::new(0),
             waiting_since_ms: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// Ask the connection to finish the request in progress, if any, and close.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Heads::close`] was called.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// Whether a request waits on its upstream.

@@ -21,10 +21,13 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::forward::ClientBody;
+use super::h1_server::{self, Ended};
 use super::heads::{Counted, Deadline, Heads, Open};
 use super::io::Tracked;
 use super::metrics::ConnMetrics;
@@ -35,6 +38,9 @@ use crate::shutdown::Tracker;
 /// Connection-level limits, from [`Settings`].
 pub struct ConnLimits {
     pub header_timeout: Duration,
+    /// `server.max_headers`, and the largest head buffered (at least 8 KiB, as hyper's).
+    max_headers: usize,
+    max_head: usize,
     pub idle_timeout: Duration,
     pub max_connections: usize,
     /// For a connection whose protocol is not known from its first bytes or from ALPN.
@@ -71,6 +77,8 @@ impl ConnLimits {
         h2!(h2);
         Self {
             header_timeout: s.header_timeout,
+            max_headers: s.max_headers,
+            max_head: s.max_header_bytes.max(8192),
             idle_timeout: s.idle_timeout,
             max_connections: s.max_connections,
             auto,
@@ -195,16 +203,7 @@ async fn connection(
                 return;
             };
             let io = Tracked::new(stream, activity.clone(), slot);
-            serve_http(
-                TokioIo::new(io),
-                proto,
-                peer,
-                state,
-                limits,
-                activity,
-                shutdown,
-            )
-            .await
+            serve_http(io, proto, peer, state, limits, activity, shutdown).await
         }
         Some(acceptor) => {
             let io = Tracked::new(stream, activity.clone(), slot);
@@ -215,8 +214,7 @@ async fn connection(
                         Some(b"http/1.1") => Proto::Http1,
                         _ => Proto::Unknown,
                     };
-                    let io = TokioIo::new(tls);
-                    serve_http(io, proto, peer, state, limits, activity, shutdown).await
+                    serve_http(tls, proto, peer, state, limits, activity, shutdown).await
                 }
                 Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
@@ -234,14 +232,24 @@ async fn serve_http<I>(
     activity: Arc<AtomicU64>,
     shutdown: watch::Receiver<bool>,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = Arc::new(Peer::new(peer));
     let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
+    let lean = (proto == Proto::Http1 && limits.max_headers <= h1_server::MAX_FIELDS).then(|| {
+        h1_server::Ctx {
+            state: state.clone(),
+            client: client.clone(),
+            heads: heads.clone(),
+            max_headers: limits.max_headers,
+            max_head: limits.max_head,
+        }
+    });
     let seen = heads.clone();
     let svc = service_fn(move |req| {
         let mut open = Open::enter(&seen);
         // A request answered at once (a 429 above all) costs no task state and no allocation.
+        let req = req.map(ClientBody::Left);
         match guarded_now(&state.conn_metrics.panics, || handle(&state, req, &client)) {
             Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
                 resp.map(|body| Counted::new(body, open)),
@@ -259,10 +267,38 @@ async fn serve_http<I>(
         peer,
         limits,
         activity,
-        heads,
+        heads: heads.clone(),
         every_head: proto == Proto::Http1,
         shutdown,
     };
+    if let Some(cx) = lean {
+        // The lean path first; hyper takes over for the rest of the connection when a request
+        // needs it, and winds down when the watch says so.
+        let closing = heads;
+        let conn = async move {
+            let io = match h1_server::serve(io, &cx).await? {
+                Ended::Closed => return Ok(()),
+                Ended::HandOff(io) => io,
+            };
+            let conn = limits
+                .h1
+                .serve_connection(TokioIo::new(io), svc)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            let mut shut = false;
+            std::future::poll_fn(|tcx| {
+                if !shut && cx.heads.closing() {
+                    shut = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                conn.as_mut().poll(tcx)
+            })
+            .await
+            .map_err(BoxError::from)
+        };
+        return watch.drive(conn, |_| closing.close()).await;
+    }
+    let io = TokioIo::new(io);
     match proto {
         Proto::Http1 => {
             let conn = limits.h1.serve_connection(io, svc).with_upgrades();
@@ -278,6 +314,8 @@ async fn serve_http<I>(
         }
     }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a connection is watched for besides its own progress: shutdown, request heads within
 /// `header_timeout` (the first on any protocol; on plain HTTP/1 every one), and idleness.

@@ -33,10 +33,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
+use super::forward::ClientBody;
 use super::h1;
 use super::route::Upstream;
 
-type Sender = SendRequest<Incoming>;
+type Sender = SendRequest<ClientBody>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How upstream connections are made and kept.
@@ -81,7 +82,7 @@ impl Pool {
     pub async fn send(
         &self,
         up: &Upstream,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let lean = up.scheme == Scheme::HTTP
             && req.body().is_end_stream()
@@ -96,7 +97,7 @@ impl Pool {
     async fn send_lean(
         &self,
         up: &Upstream,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let (parts, _empty) = req.into_parts();
         let mut reused = checkout_lean(up, self.limits.idle_timeout);
@@ -121,7 +122,7 @@ impl Pool {
     async fn send_hyper(
         &self,
         up: &Upstream,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let mut reused = checkout_hyper(up, self.limits.idle_timeout).await;
         loop {

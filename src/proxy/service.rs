@@ -20,10 +20,9 @@ use futures_util::FutureExt;
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use metrics::Counter;
 
-use super::forward::{self, ForwardCtx, Outbound};
+use super::forward::{self, ClientBody, ForwardCtx, Outbound};
 use super::gate::{gate, Gate};
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::Pool;
@@ -93,7 +92,7 @@ struct Tally {
 }
 
 /// Route and limit one request; never fails (errors become responses).
-pub fn handle(state: &Arc<ProxyState>, req: Request<Incoming>, peer: &Peer) -> Handled {
+pub fn handle(state: &Arc<ProxyState>, req: Request<ClientBody>, peer: &Peer) -> Handled {
     let started = Instant::now();
     let cfg = state.config.load_full();
     let host = req

@@ -1,0 +1,326 @@
+//! Writing a response on the lean HTTP/1.1 server path (`h1_server.rs`): the head, framed as
+//! hyper frames it, and the body with its first piece in the same write.
+//!
+//! Framing: no body and no length after 1xx, 204 and 304; a HEAD answer keeps its length but
+//! sends no body; otherwise `Content-Length` when the body's size is known (or the upstream's
+//! header gave it), else chunked. `Date` is added when missing, from a per-thread cache renewed
+//! once a second. The status line always says HTTP/1.1: the version is hop-by-hop.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::respond::ProxyBody;
+
+/// How a body goes on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Framing {
+    /// Nothing after the head.
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Write `resp` to the client; `head_only` for an answer to HEAD, `close` to end the connection
+/// after it. `Ok(true)`: the connection may take another request. The answer's header map is
+/// left in `spare`, cleared, for the next request.
+pub async fn write_response<I>(
+    io: &mut I,
+    wbuf: &mut Vec<u8>,
+    resp: Response<ProxyBody>,
+    head_only: bool,
+    close: bool,
+    spare: &mut http::HeaderMap,
+) -> io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+{
+    let (parts, body) = resp.into_parts();
+    let known = if body.is_end_stream() {
+        Some(0)
+    } else {
+        body.size_hint().exact()
+    };
+    let framing = encode_head(wbuf, parts.status, &parts.headers, known, head_only, close);
+    *spare = parts.headers;
+    spare.clear();
+    let mut body = pin!(body);
+    let mut sent = 0u64;
+    let mut first = true;
+    let mut overflow = false;
+    if framing != Framing::None {
+        while !body.is_end_stream() {
+            let frame = match body.frame().await {
+                None => break,
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue; // trailers are not forwarded
+            };
+            if let Framing::Length(n) = framing {
+                // Never more than the length said: the rest would be read as the next answer.
+                let room = n.saturating_sub(sent).min(data.len() as u64) as usize;
+                overflow |= room < data.len();
+                data.truncate(room);
+            }
+            if data.is_empty() {
+                if overflow {
+                    break;
+                }
+                continue;
+            }
+            sent += data.len() as u64;
+            let head = if first { &wbuf[..] } else { &[][..] };
+            first = false;
+            write_piece(io, head, data, framing).await?;
+        }
+    }
+    match framing {
+        Framing::Chunked => {
+            let head = if first { &wbuf[..] } else { &[][..] };
+            io.write_all_buf(&mut head.chain(&b"0\r\n\r\n"[..])).await?;
+        }
+        _ if first => io.write_all(wbuf).await?,
+        _ => {}
+    }
+    Ok(match framing {
+        // A body shorter or longer than its length leaves the client unable to frame the next.
+        Framing::Length(n) => sent == n && !overflow,
+        _ => true,
+    })
+}
+
+/// One body piece, after `head` when it is the first: one vectored write for all of it.
+async fn write_piece<I>(io: &mut I, head: &[u8], data: Bytes, framing: Framing) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    if framing == Framing::Chunked {
+        let mut size = [0u8; 18];
+        let line = chunk_line(data.len(), &mut size);
+        let mut all = head.chain(line).chain(data).chain(&b"\r\n"[..]);
+        io.write_all_buf(&mut all).await
+    } else {
+        io.write_all_buf(&mut head.chain(data)).await
+    }
+}
+
+/// `{len:X}\r\n` in `out`.
+fn chunk_line(len: usize, out: &mut [u8; 18]) -> &[u8] {
+    let mut at = 16;
+    let mut n = len;
+    loop {
+        at -= 1;
+        out[at] = b"0123456789ABCDEF"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out[16..18].copy_from_slice(b"\r\n");
+    &out[at..]
+}
+
+/// The status line and header fields in `wbuf` (cleared first), and the body's framing.
+fn encode_head(
+    wbuf: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    known: Option<u64>,
+    head_only: bool,
+    close: bool,
+) -> Framing {
+    wbuf.clear();
+    wbuf.extend_from_slice(b"HTTP/1.1 ");
+    wbuf.extend_from_slice(status.as_str().as_bytes());
+    wbuf.push(b' ');
+    wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    wbuf.extend_from_slice(b"\r\n");
+    let mut stated = None;
+    let mut wrote_date = false;
+    for (name, value) in headers {
+        match *name {
+            CONTENT_LENGTH => {
+                if stated.is_none() {
+                    stated = Some(value.clone());
+                }
+                continue;
+            }
+            // Ours decides; a close is added below when wanted.
+            TRANSFER_ENCODING | CONNECTION => continue,
+            DATE => wrote_date = true,
+            _ => {}
+        }
+        field(wbuf, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let no_body = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let stated_len = stated
+        .as_ref()
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok());
+    let framing = if no_body {
+        Framing::None
+    } else if head_only {
+        // The length a GET would have, and no body.
+        match (&stated, known) {
+            (Some(v), _) => field(wbuf, b"content-length", v.as_bytes()),
+            (None, Some(n)) if n > 0 => length(wbuf, n),
+            _ => {}
+        }
+        Framing::None
+    } else {
+        match known.or(stated_len) {
+            Some(n) => {
+                length(wbuf, n);
+                if n == 0 {
+                    Framing::None
+                } else {
+                    Framing::Length(n)
+                }
+            }
+            None => {
+                field(wbuf, b"transfer-encoding", b"chunked");
+                Framing::Chunked
+            }
+        }
+    };
+    if close {
+        field(wbuf, b"connection", b"close");
+    }
+    if !wrote_date {
+        DATE_CACHE.with_borrow_mut(|d| field(wbuf, b"date", d.now()));
+    }
+    wbuf.extend_from_slice(b"\r\n");
+    framing
+}
+
+fn field(wbuf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    wbuf.extend_from_slice(name);
+    wbuf.extend_from_slice(b": ");
+    wbuf.extend_from_slice(value);
+    wbuf.extend_from_slice(b"\r\n");
+}
+
+fn length(wbuf: &mut Vec<u8>, n: u64) {
+    field(
+        wbuf,
+        b"content-length",
+        itoa::Buffer::new().format(n).as_bytes(),
+    );
+}
+
+/// The `Date` value of the current second.
+struct DateCache {
+    second: u64,
+    value: String,
+}
+
+impl DateCache {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second || self.value.is_empty() {
+            self.second = second;
+            self.value = httpdate::fmt_http_date(now);
+        }
+        self.value.as_bytes()
+    }
+}
+
+thread_local! {
+    static DATE_CACHE: RefCell<DateCache> = const {
+        RefCell::new(DateCache { second: 0, value: String::new() })
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn head(
+        status: u16,
+        headers: &[(&str, &str)],
+        known: Option<u64>,
+        head_only: bool,
+    ) -> (String, Framing) {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let mut out = Vec::new();
+        let status = StatusCode::from_u16(status).unwrap();
+        let f = encode_head(&mut out, status, &map, known, head_only, false);
+        (String::from_utf8(out).unwrap(), f)
+    }
+
+    #[test]
+    fn lengths_and_chunks_are_framed_as_hyper_frames_them() {
+        let (h, f) = head(200, &[("x", "1")], Some(5), false);
+        assert!(h.starts_with("HTTP/1.1 200 OK\r\nx: 1\r\ncontent-length: 5\r\ndate: "));
+        assert_eq!(f, Framing::Length(5));
+        let (h, f) = head(200, &[("content-length", "7")], None, false);
+        assert!(h.contains("content-length: 7\r\n"), "{h}");
+        assert_eq!(f, Framing::Length(7));
+        let (h, f) = head(200, &[], None, false);
+        assert!(h.contains("transfer-encoding: chunked\r\n"), "{h}");
+        assert_eq!(f, Framing::Chunked);
+        let (h, f) = head(429, &[], Some(0), false);
+        assert!(h.contains("content-length: 0\r\n"), "{h}");
+        assert_eq!(f, Framing::None);
+    }
+
+    #[test]
+    fn head_204_and_304_answers_carry_no_body() {
+        let (h, f) = head(200, &[("content-length", "42")], Some(0), true);
+        assert!(h.contains("content-length: 42\r\n"), "{h}");
+        assert_eq!(f, Framing::None);
+        let (h, f) = head(429, &[], Some(12), true);
+        assert!(h.contains("content-length: 12\r\n"), "{h}");
+        assert_eq!(f, Framing::None);
+        for status in [204, 304] {
+            let (h, f) = head(status, &[("content-length", "9")], None, false);
+            assert!(!h.contains("content-length"), "{h}");
+            assert!(!h.contains("transfer-encoding"), "{h}");
+            assert_eq!(f, Framing::None);
+        }
+    }
+
+    #[test]
+    fn a_date_is_added_once_and_hop_fields_are_ours() {
+        let (h, _) = head(
+            200,
+            &[
+                ("date", "Tue, 01 Jan 2030 00:00:00 GMT"),
+                ("connection", "x"),
+                ("transfer-encoding", "gzip"),
+            ],
+            Some(1),
+            false,
+        );
+        assert_eq!(h.matches("date: ").count(), 1, "{h}");
+        assert!(!h.contains("connection"), "{h}");
+        assert!(!h.contains("gzip"), "{h}");
+    }
+
+    #[test]
+    fn chunk_size_lines_are_hex() {
+        let mut b = [0u8; 18];
+        assert_eq!(chunk_line(0, &mut b), b"0\r\n");
+        assert_eq!(chunk_line(255, &mut b), b"FF\r\n");
+        assert_eq!(chunk_line(0x1_0000, &mut b), b"10000\r\n");
+    }
+}

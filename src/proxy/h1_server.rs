@@ -1,0 +1,372 @@
+//! A lean HTTP/1.1 server for the common request: HTTP/1.1, no body, no Upgrade, a head within
+//! the limits. It runs in the connection's task: it reads and parses heads with `httparse`,
+//! decides each request with [`handle`], and writes the answer (`h1_encode.rs`) with the first
+//! piece of its body in the same write.
+//!
+//! Anything else hands the connection to hyper, for the rest of its life, with the bytes read so
+//! far: a request with a body, an Upgrade, `Expect`, HTTP/1.0, CONNECT, and every head hyper
+//! would answer with an error (malformed, too large, too many fields). hyper answers those as it
+//! always did, so the lean path never has to.
+//!
+//! The connection's watch keeps the head deadline and idleness as for hyper (an `Open` per
+//! request, reads and writes counted by the socket), and asks a connection to wind down through
+//! [`Heads::close`]: it is noticed between requests, and an answer written after it carries
+//! `Connection: close`. While a request waits on its upstream, the client socket is read too, so
+//! a client that goes away cancels its request, as with hyper.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, Method, Request, Uri, Version};
+use http_body_util::Empty;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::forward::ClientBody;
+use super::h1_encode::write_response;
+use super::heads::{Heads, Open};
+use super::service::{guarded_now, handle, Handled, Peer, ProxyState};
+
+/// The most header fields the lean path parses; a listener allowing more leaves every
+/// connection to hyper.
+pub const MAX_FIELDS: usize = 256;
+/// Free space made in the read buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// What the lean path needs from its connection and listener.
+pub struct Ctx {
+    pub state: Arc<ProxyState>,
+    pub client: Arc<Peer>,
+    pub heads: Arc<Heads>,
+    /// `server.max_headers`, at most [`MAX_FIELDS`].
+    pub max_headers: usize,
+    /// The most bytes of a head buffered before hyper takes over to answer 431 (hyper's
+    /// `max_buf_size`).
+    pub max_head: usize,
+}
+
+/// How the lean path ended.
+pub enum Ended<I> {
+    /// The connection is done: closed by either side, or wound down.
+    Closed,
+    /// hyper serves the rest: the socket, and what was read from it.
+    HandOff(Prefixed<I>),
+}
+
+/// Serve requests on `io` until the connection ends or a request needs hyper.
+pub async fn serve<I>(mut io: I, cx: &Ctx) -> io::Result<Ended<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = Vec::with_capacity(1024);
+    // The last answer's header map, cleared: the next request's (as hyper does), so neither
+    // allocates nor grows when the forwarding fields are added.
+    let mut spare = HeaderMap::new();
+    loop {
+        if cx.heads.closing() {
+            return Ok(Ended::Closed);
+        }
+        let head = loop {
+            if !rbuf.is_empty() {
+                match parse(&mut rbuf, cx.max_headers, &mut spare) {
+                    Some(Parsed::Lean(head)) => break head,
+                    Some(Parsed::NotOurs) => return Ok(Ended::HandOff(Prefixed::new(rbuf, io))),
+                    None if rbuf.len() >= cx.max_head => {
+                        return Ok(Ended::HandOff(Prefixed::new(rbuf, io)))
+                    }
+                    None => {}
+                }
+            }
+            // Wait for bytes; a wind-down while waiting ends the connection.
+            let read = poll_fn(|tcx| {
+                if cx.heads.closing() {
+                    return Poll::Ready(Ok(0));
+                }
+                poll_read(&mut io, &mut rbuf, tcx)
+            });
+            if read.await? == 0 {
+                return Ok(Ended::Closed);
+            }
+        };
+        let mut open = Open::enter(&cx.heads);
+        let (head_only, close) = (head.req.method() == Method::HEAD, head.close);
+        let handled = guarded_now(&cx.state.conn_metrics.panics, || {
+            handle(&cx.state, head.req, &cx.client)
+        });
+        let resp = match handled {
+            Handled::Ready(resp) => resp,
+            Handled::Forward(fwd) => {
+                open.await_upstream();
+                let Some(resp) = until_client_leaves(fwd, &mut io, &mut rbuf, cx.max_head).await
+                else {
+                    return Ok(Ended::Closed);
+                };
+                open.answered();
+                resp
+            }
+        };
+        let close = close || cx.heads.closing();
+        let reusable =
+            write_response(&mut io, &mut wbuf, resp, head_only, close, &mut spare).await?;
+        drop(open);
+        if close || !reusable {
+            let _ = io.shutdown().await;
+            return Ok(Ended::Closed);
+        }
+    }
+}
+
+/// One read into `buf`'s spare room.
+fn poll_read<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    buf.reserve(READ_CHUNK);
+    pin!(io.read_buf(buf)).poll(cx)
+}
+
+/// Await `fwd` while watching the client: a read of 0 (the client went away) or an error drops
+/// the request (`None`). Pipelined bytes that arrive meanwhile are kept in `rbuf`.
+async fn until_client_leaves<F, T, I>(
+    fwd: F,
+    io: &mut I,
+    rbuf: &mut BytesMut,
+    max_head: usize,
+) -> Option<T>
+where
+    F: Future<Output = T>,
+    I: AsyncRead + Unpin,
+{
+    let mut fwd = pin!(fwd);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fwd.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        while rbuf.len() < max_head {
+            match poll_read(io, rbuf, cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A request the lean path serves: its head as a request without a body, and whether the
+/// client asked to close after it.
+struct Head {
+    req: Request<ClientBody>,
+    close: bool,
+}
+
+/// Unboxed: the request is the common case, and a box would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Lean(Head),
+    NotOurs,
+}
+
+/// Parse the head at the start of `buf`, taking its bytes when the lean path serves it. `None`:
+/// the head is not complete yet.
+/// The request's header map is `spare`'s allocation.
+fn parse(buf: &mut BytesMut, max_headers: usize, spare: &mut HeaderMap) -> Option<Parsed> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots[..max_headers]) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(Parsed::NotOurs),
+    };
+    if req.version != Some(1) {
+        return Some(Parsed::NotOurs);
+    }
+    let Ok(method) = Method::from_bytes(req.method.unwrap_or_default().as_bytes()) else {
+        return Some(Parsed::NotOurs);
+    };
+    if method == Method::CONNECT {
+        return Some(Parsed::NotOurs);
+    }
+    let base = buf.as_ptr() as usize;
+    let path = req.path.unwrap_or_default();
+    let path_at = path.as_ptr() as usize - base..path.as_ptr() as usize - base + path.len();
+    let mut fields = smallvec::SmallVec::<[(HeaderName, usize, usize); 24]>::new();
+    let mut close = false;
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Some(Parsed::NotOurs);
+        };
+        let value = h.value;
+        match name {
+            TRANSFER_ENCODING | UPGRADE | EXPECT => return Some(Parsed::NotOurs),
+            CONTENT_LENGTH if value.trim_ascii() != b"0" => return Some(Parsed::NotOurs),
+            CONNECTION => close |= has_token(value, b"close"),
+            _ => {}
+        }
+        let at = value.as_ptr() as usize - base;
+        fields.push((name, at, at + value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_at)) else {
+        // hyper answers 400 to it; give the bytes back first.
+        unsplit(buf, head);
+        return Some(Parsed::NotOurs);
+    };
+    let mut headers = std::mem::take(spare);
+    headers.reserve(fields.len() + 6);
+    for (name, from, to) in fields {
+        match HeaderValue::from_maybe_shared(head.slice(from..to)) {
+            Ok(v) => {
+                headers.append(name, v);
+            }
+            Err(_) => {
+                unsplit(buf, head);
+                return Some(Parsed::NotOurs);
+            }
+        }
+    }
+    let mut req = Request::new(ClientBody::Right(Empty::<Bytes>::new()));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Some(Parsed::Lean(Head { req, close }))
+}
+
+/// Put a head taken from `buf` back in front of it (rare: a head httparse accepted and `http`
+/// did not).
+fn unsplit(buf: &mut BytesMut, head: Bytes) {
+    let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+    whole.extend_from_slice(&head);
+    whole.extend_from_slice(buf);
+    *buf = whole;
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// A socket with bytes already read from it in front: what hyper gets on a hand-off.
+pub struct Prefixed<I> {
+    prefix: BytesMut,
+    io: I,
+}
+
+impl<I> Prefixed<I> {
+    fn new(prefix: BytesMut, io: I) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.prefix.len().min(buf.remaining());
+        buf.put_slice(&this.prefix.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Option<Parsed> {
+        parse(&mut BytesMut::from(text), 100, &mut HeaderMap::new())
+    }
+
+    #[test]
+    fn a_plain_get_is_ours_and_keeps_what_follows() {
+        let mut buf = BytesMut::from(
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\nConnection: keep-alive, Close\r\n\r\nGET /next",
+        );
+        let Some(Parsed::Lean(head)) = parse(&mut buf, 100, &mut HeaderMap::new()) else {
+            panic!("not lean")
+        };
+        assert_eq!(head.req.uri(), "/a?b=1");
+        assert_eq!(head.req.headers()["x-api-key"], "k");
+        assert!(head.close);
+        assert_eq!(&buf[..], b"GET /next");
+    }
+
+    #[test]
+    fn bodies_upgrades_and_old_versions_go_to_hyper() {
+        for text in [
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "CONNECT x:443 HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        ] {
+            assert!(matches!(parsed(text), Some(Parsed::NotOurs)), "{text:?}");
+        }
+        assert!(matches!(
+            parsed("DELETE / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            Some(Parsed::Lean(_))
+        ));
+        assert!(parsed("GET / HTTP/1.1\r\nHost: x\r\n").is_none());
+    }
+
+    #[test]
+    fn too_many_fields_go_to_hyper_with_every_byte() {
+        let text = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+        let mut buf = BytesMut::from(text);
+        assert!(matches!(
+            parse(&mut buf, 2, &mut HeaderMap::new()),
+            Some(Parsed::NotOurs)
+        ));
+        assert_eq!(&buf[..], text.as_bytes());
+    }
+}
