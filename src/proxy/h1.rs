@@ -26,6 +26,8 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::headers::has_token;
+
 /// Response header fields allowed (hyper's client allows 100).
 const MAX_HEADERS: usize = 100;
 /// The largest response head, or chunk-size line plus trailers, we buffer.
@@ -126,7 +128,20 @@ impl Conn {
             }
             // Room for the RateLimit fields set on it later, without a rehash.
             let mut headers = HeaderMap::with_capacity(fields.len() + 4);
+            let mut close = false;
             for (name, value) in fields {
+                // `Connection: keep-alive`/`close` and `Keep-Alive` describe this hop only:
+                // read here and never put in the map, which would cost a removal later. A
+                // Connection naming other fields goes in, for `strip_hop_by_hop` to act on.
+                if name == CONNECTION {
+                    let tokens = &head[value.clone()];
+                    close |= has_token(tokens, b"close");
+                    if only_hop_tokens(tokens) {
+                        continue;
+                    }
+                } else if name.as_str() == "keep-alive" {
+                    continue;
+                }
                 let value = HeaderValue::from_maybe_shared(head.slice(value))
                     .map_err(|_| fatal(invalid("invalid response header value")))?;
                 headers.append(name, value);
@@ -135,7 +150,7 @@ impl Conn {
                 || status == StatusCode::NO_CONTENT
                 || status == StatusCode::NOT_MODIFIED;
             let (framing, trusted) = framing(&mut headers, no_body).map_err(fatal)?;
-            let keep_alive = trusted && version == Version::HTTP_11 && !says_close(&headers);
+            let keep_alive = trusted && version == Version::HTTP_11 && !close;
             let mut resp = Response::new(Body {
                 conn: Some(self),
                 framing,
@@ -265,11 +280,11 @@ fn framing(headers: &mut HeaderMap, no_body: bool) -> io::Result<(Framing, bool)
     })
 }
 
-fn says_close(headers: &HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+/// Whether a Connection value names nothing but this hop's own tokens.
+fn only_hop_tokens(value: &[u8]) -> bool {
+    value.split(|b| *b == b',').all(|t| {
+        let t = t.trim_ascii();
+        t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
     })
 }
 
@@ -506,12 +521,11 @@ mod tests {
     }
 
     #[test]
-    fn connection_close_is_found_among_tokens() {
-        let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("foo, Close"));
-        assert!(says_close(&h));
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
-        assert!(!says_close(&h));
+    fn connection_values_naming_other_fields_are_kept_for_stripping() {
+        assert!(only_hop_tokens(b"keep-alive"));
+        assert!(only_hop_tokens(b"Close, keep-alive"));
+        assert!(!only_hop_tokens(b"close, x-secret"));
+        assert!(!only_hop_tokens(b"upgrade"));
     }
 
     #[test]

@@ -31,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::forward::ClientBody;
 use super::h1_encode::write_response;
+use super::headers::has_token;
 use super::heads::{Heads, Open};
 use super::service::{guarded_now, handle, Handled, Peer, ProxyState};
 
@@ -250,13 +251,6 @@ fn unsplit(buf: &mut BytesMut, head: Bytes) {
     whole.extend_from_slice(&head);
     whole.extend_from_slice(buf);
     *buf = whole;
-}
-
-/// Whether a comma-separated header value holds `token` (case-insensitive).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A socket with bytes already read from it in front: what hyper gets on a hand-off.
