@@ -31,6 +31,7 @@ use super::h1_server::{self, Ended};
 use super::heads::{Counted, Deadline, Heads, Open};
 use super::io::Tracked;
 use super::metrics::ConnMetrics;
+use super::pool::BoxError;
 use super::service::{guarded_now, handle, Handled, Peer, ProxyState};
 use crate::config::Settings;
 use crate::shutdown::Tracker;
@@ -207,19 +208,36 @@ async fn connection(
         }
         Some(acceptor) => {
             let io = Tracked::new(stream, activity.clone(), slot);
-            match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
-                Ok(Ok(tls)) => {
-                    let proto = match tls.get_ref().1.alpn_protocol() {
-                        Some(b"h2") => Proto::Http2,
-                        Some(b"http/1.1") => Proto::Http1,
-                        _ => Proto::Unknown,
-                    };
-                    serve_http(tls, proto, peer, state, limits, activity, shutdown).await
-                }
-                Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
-            }
+            // Boxed, as are hyper's connections below: the task holds the plain lean path's
+            // state inline, and a TLS session or a hyper connection only where one is used.
+            Box::pin(serve_tls(
+                io, acceptor, peer, state, limits, activity, shutdown,
+            ))
+            .await
         }
+    }
+}
+
+async fn serve_tls(
+    io: Tracked<TcpStream, Slot>,
+    acceptor: TlsAcceptor,
+    peer: SocketAddr,
+    state: Arc<ProxyState>,
+    limits: &ConnLimits,
+    activity: Arc<AtomicU64>,
+    shutdown: watch::Receiver<bool>,
+) {
+    match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => {
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Proto::Http2,
+                Some(b"http/1.1") => Proto::Http1,
+                _ => Proto::Unknown,
+            };
+            serve_http(tls, proto, peer, state, limits, activity, shutdown).await
+        }
+        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
     }
 }
 
@@ -280,11 +298,12 @@ async fn serve_http<I>(
                 Ended::Closed => return Ok(()),
                 Ended::HandOff(io) => io,
             };
-            let conn = limits
-                .h1
-                .serve_connection(TokioIo::new(io), svc)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
+            let mut conn = Box::pin(
+                limits
+                    .h1
+                    .serve_connection(TokioIo::new(io), svc)
+                    .with_upgrades(),
+            );
             let mut shut = false;
             std::future::poll_fn(|tcx| {
                 if !shut && cx.heads.closing() {
@@ -301,21 +320,25 @@ async fn serve_http<I>(
     let io = TokioIo::new(io);
     match proto {
         Proto::Http1 => {
-            let conn = limits.h1.serve_connection(io, svc).with_upgrades();
-            watch.drive(conn, |c| c.graceful_shutdown()).await
+            let conn = Box::pin(limits.h1.serve_connection(io, svc).with_upgrades());
+            watch
+                .drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
+                .await
         }
         Proto::Http2 => {
-            let conn = limits.h2.serve_connection(io, svc);
-            watch.drive(conn, |c| c.graceful_shutdown()).await
+            let conn = Box::pin(limits.h2.serve_connection(io, svc));
+            watch
+                .drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
+                .await
         }
         Proto::Unknown => {
-            let conn = limits.auto.serve_connection_with_upgrades(io, svc);
-            watch.drive(conn, |c| c.graceful_shutdown()).await
+            let conn = Box::pin(limits.auto.serve_connection_with_upgrades(io, svc));
+            watch
+                .drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
+                .await
         }
     }
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a connection is watched for besides its own progress: shutdown, request heads within
 /// `header_timeout` (the first on any protocol; on plain HTTP/1 every one), and idleness.

@@ -38,7 +38,7 @@ use super::h1;
 use super::route::Upstream;
 
 type Sender = SendRequest<ClientBody>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How upstream connections are made and kept.
 #[derive(Clone)]
