@@ -47,6 +47,11 @@ name = "r"
 rules = ["nope"]
 upstreams = ["ftp://x"]
 
+[[routes]]
+name = "early-hints"
+[routes.direct]
+status = 103
+
 [[overrides]]
 key = "k"
 rule = "ghost"
@@ -67,6 +72,7 @@ response_timeout = "0s"
         "rules[0].on_missing",
         "routes[0].rules[0]",
         "routes[0].upstreams[0]",
+        "routes[1].direct.status",
         "overrides[0].rule",
         "overrides[0].tier",
         "upstream.response_timeout",

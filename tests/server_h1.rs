@@ -159,22 +159,59 @@ async fn pipelined_requests_are_answered_in_order_and_a_body_hands_over_to_hyper
 }
 
 #[tokio::test]
-async fn connection_close_is_answered_with_close_and_the_connection_ends() {
-    let t =
-        TestTollgate::start("[[routes]]\nname = \"ok\"\n[routes.direct]\nbody = \"ok\"\n").await;
+async fn a_half_close_behind_pipelined_requests_still_gets_the_answer_in_flight() {
+    // Two requests and the client's FIN while the first waits on the upstream. A FIN behind
+    // buffered bytes is not a client that left: the first is answered. The second then waits on
+    // a socket at EOF and is dropped, as hyper (without half_close) and nginx drop it.
+    let (_up, t) = behind_tollgate().await;
     let mut c = connect(&t).await;
-    c.s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let a = c.answer(false).await;
-    assert_eq!((a.status, a.body.as_slice()), (200, &b"ok"[..]));
-    assert_eq!(a.field("connection"), Some("close"));
+    c.s.write_all(
+        b"GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    c.s.shutdown().await.unwrap();
+    let first = c.answer(false).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, b"slow done");
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(PATIENCE, c.s.read_to_end(&mut rest))
+    tokio::time::timeout(PATIENCE, c.s.read_to_end(&mut rest))
         .await
-        .expect("the proxy closes after answering")
+        .expect("the connection did not end")
         .unwrap();
-    assert_eq!(n, 0, "nothing after the answer");
+    assert!(c.buf.is_empty() && rest.is_empty(), "{rest:?}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn connection_close_is_answered_with_close_and_the_connection_ends() {
+    // Asked by the client, or said by the answer itself (a direct response configured so).
+    let t = TestTollgate::start(
+        "[[routes]]\nname = \"bye\"\npath_prefix = \"/bye\"\n[routes.direct]\nbody = \"bye\"\n\
+         [routes.direct.headers]\nConnection = \"close\"\n\
+         [[routes]]\nname = \"ok\"\n[routes.direct]\nbody = \"ok\"\n",
+    )
+    .await;
+    for (request, body) in [
+        (
+            &b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+            &b"ok"[..],
+        ),
+        (b"GET /bye HTTP/1.1\r\nHost: x\r\n\r\n", b"bye"),
+    ] {
+        let mut c = connect(&t).await;
+        c.s.write_all(request).await.unwrap();
+        let a = c.answer(false).await;
+        assert_eq!((a.status, a.body.as_slice()), (200, body));
+        assert_eq!(a.field("connection"), Some("close"));
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(PATIENCE, c.s.read_to_end(&mut rest))
+            .await
+            .expect("the proxy closes after answering")
+            .unwrap();
+        assert_eq!(n, 0, "nothing after the answer");
+    }
     t.stop().await;
 }
 

@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::headers::has_token;
+use super::headers::{has_token, tokens};
 
 /// Response header fields allowed (hyper's client allows 100).
 const MAX_HEADERS: usize = 100;
@@ -282,8 +282,7 @@ fn framing(headers: &mut HeaderMap, no_body: bool) -> io::Result<(Framing, bool)
 
 /// Whether a Connection value names nothing but this hop's own tokens.
 fn only_hop_tokens(value: &[u8]) -> bool {
-    value.split(|b| *b == b',').all(|t| {
-        let t = t.trim_ascii();
+    tokens(value).all(|t| {
         t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
     })
 }

@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::headers::has_token;
 use super::respond::ProxyBody;
 
 /// How a body goes on the wire.
@@ -49,7 +50,15 @@ where
     } else {
         body.size_hint().exact()
     };
-    let framing = encode_head(wbuf, parts.status, &parts.headers, known, head_only, close);
+    let mut close = close;
+    let framing = encode_head(
+        wbuf,
+        parts.status,
+        &parts.headers,
+        known,
+        head_only,
+        &mut close,
+    );
     *spare = parts.headers;
     spare.clear();
     let mut body = pin!(body);
@@ -92,11 +101,14 @@ where
         _ if first => io.write_all(wbuf).await?,
         _ => {}
     }
-    Ok(match framing {
-        // A body shorter or longer than its length leaves the client unable to frame the next.
-        Framing::Length(n) => sent == n && !overflow,
-        _ => true,
-    })
+    // A no-op on TCP; TLS holds records it could not write until flushed (hyper flushes too).
+    io.flush().await?;
+    Ok(!close
+        && match framing {
+            // A body shorter or longer than its length leaves the client unable to frame the next.
+            Framing::Length(n) => sent == n && !overflow,
+            _ => true,
+        })
 }
 
 /// One body piece, after `head` when it is the first: one vectored write for all of it.
@@ -131,13 +143,15 @@ fn chunk_line(len: usize, out: &mut [u8; 18]) -> &[u8] {
 }
 
 /// The status line and header fields in `wbuf` (cleared first), and the body's framing.
+/// `close` comes in as whether the connection closes after this answer, and goes out true as
+/// well when the answer's own `Connection` field says close (a configured direct response).
 fn encode_head(
     wbuf: &mut Vec<u8>,
     status: StatusCode,
     headers: &http::HeaderMap,
     known: Option<u64>,
     head_only: bool,
-    close: bool,
+    close: &mut bool,
 ) -> Framing {
     wbuf.clear();
     wbuf.extend_from_slice(b"HTTP/1.1 ");
@@ -150,13 +164,15 @@ fn encode_head(
     for (name, value) in headers {
         match *name {
             CONTENT_LENGTH => {
-                if stated.is_none() {
-                    stated = Some(value.clone());
-                }
+                stated = stated.or(Some(value));
                 continue;
             }
             // Ours decides; a close is added below when wanted.
-            TRANSFER_ENCODING | CONNECTION => continue,
+            TRANSFER_ENCODING => continue,
+            CONNECTION => {
+                *close |= has_token(value.as_bytes(), b"close");
+                continue;
+            }
             DATE => wrote_date = true,
             _ => {}
         }
@@ -165,14 +181,13 @@ fn encode_head(
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let stated_len = stated
-        .as_ref()
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok());
+    let stated_len =
+        stated.and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok());
     let framing = if no_body {
         Framing::None
     } else if head_only {
         // The length a GET would have, and no body.
-        match (&stated, known) {
+        match (stated, known) {
             (Some(v), _) => field(wbuf, b"content-length", v.as_bytes()),
             (None, Some(n)) if n > 0 => length(wbuf, n),
             _ => {}
@@ -194,7 +209,7 @@ fn encode_head(
             }
         }
     };
-    if close {
+    if *close {
         field(wbuf, b"connection", b"close");
     }
     if !wrote_date {
@@ -263,7 +278,7 @@ mod tests {
         }
         let mut out = Vec::new();
         let status = StatusCode::from_u16(status).unwrap();
-        let f = encode_head(&mut out, status, &map, known, head_only, false);
+        let f = encode_head(&mut out, status, &map, known, head_only, &mut false);
         (String::from_utf8(out).unwrap(), f)
     }
 
@@ -281,6 +296,19 @@ mod tests {
         let (h, f) = head(429, &[], Some(0), false);
         assert!(h.contains("content-length: 0\r\n"), "{h}");
         assert_eq!(f, Framing::None);
+    }
+
+    #[test]
+    fn an_answer_that_says_close_closes() {
+        let map: http::HeaderMap = [(CONNECTION, HeaderValue::from_static("Close"))]
+            .into_iter()
+            .collect();
+        let (mut out, mut close) = (Vec::new(), false);
+        encode_head(&mut out, StatusCode::OK, &map, Some(0), false, &mut close);
+        let h = String::from_utf8(out).unwrap();
+        assert!(close);
+        assert_eq!(h.matches("connection: close\r\n").count(), 1, "{h}");
+        assert!(!h.contains("Close"), "{h}");
     }
 
     #[test]

@@ -83,11 +83,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// The tokens of a comma-separated header value, trimmed.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
 /// Whether a comma-separated header value holds `token` (case-insensitive).
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// Whether the client asked to switch protocols (HTTP/1.1 Upgrade).

@@ -175,7 +175,11 @@ fn direct(d: &RawDirect, field: &str, errs: &mut Errors) -> Option<DirectRespons
     let status = d.status.unwrap_or(200);
     let status = errs.check(
         format!("{field}.direct.status"),
-        StatusCode::from_u16(status).map_err(|_| format!("invalid status {status}")),
+        (200..=599)
+            .contains(&status)
+            .then(|| StatusCode::from_u16(status).ok())
+            .flatten()
+            .ok_or_else(|| format!("invalid status {status}: a final status, 200 to 599")),
     );
     let mut headers = HeaderMap::new();
     for (k, v) in &d.headers {
