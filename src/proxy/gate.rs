@@ -4,13 +4,14 @@
 //! Borrows the request; returns only owned values so the request can then move upstream.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::request::Parts;
 use http::Response;
 use smallvec::SmallVec;
 
 use super::metrics::DecisionLabel;
-use super::respond::{rate_limit_headers, ProxyBody, ProxyError, RateHeaders};
+use super::respond::{rate_limit_headers, ProxyBody, ProxyError, RateHeaders, Rejection};
 use super::route::Route;
 use crate::config::RuntimeConfig;
 use crate::limiter::extract::{OnMissing, RequestView};
@@ -29,6 +30,8 @@ pub enum Gate {
         response: Response<ProxyBody>,
         label: DecisionLabel,
     },
+    /// Denied: answer this 429.
+    Reject(Arc<Rejection>),
 }
 
 /// Check every rule of `route` for this request, all-or-nothing.
@@ -109,10 +112,7 @@ pub fn gate(
             retry_after_ms,
             statuses,
             ..
-        } => Gate::Stop {
-            response: cfg.deny.rejected(&checks, check, retry_after_ms, &statuses),
-            label: DecisionLabel::Deny,
-        },
+        } => Gate::Reject(cfg.deny.rejected(&checks, check, retry_after_ms, &statuses)),
     }
 }
 

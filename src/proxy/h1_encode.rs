@@ -13,13 +13,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::headers::has_token;
-use super::respond::ProxyBody;
+use super::respond::{ProxyBody, Rejection};
 
 /// How a body goes on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -154,17 +154,36 @@ fn encode_head(
     close: &mut bool,
 ) -> Framing {
     wbuf.clear();
+    let found = encode_fields(wbuf, status, headers, close);
+    encode_framing(wbuf, status, found, known, head_only, *close)
+}
+
+/// What the header fields said that the rest of the head depends on.
+#[derive(Default)]
+struct Found<'a> {
+    /// The first `Content-Length`, kept as stated.
+    stated: Option<&'a HeaderValue>,
+    wrote_date: bool,
+}
+
+/// The status line and the header fields but those this side decides (`Content-Length`,
+/// `Transfer-Encoding`, `Connection`), appended to `wbuf`.
+fn encode_fields<'a>(
+    wbuf: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &'a http::HeaderMap,
+    close: &mut bool,
+) -> Found<'a> {
     wbuf.extend_from_slice(b"HTTP/1.1 ");
     wbuf.extend_from_slice(status.as_str().as_bytes());
     wbuf.push(b' ');
     wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     wbuf.extend_from_slice(b"\r\n");
-    let mut stated = None;
-    let mut wrote_date = false;
+    let mut found = Found::default();
     for (name, value) in headers {
         match *name {
             CONTENT_LENGTH => {
-                stated = stated.or(Some(value));
+                found.stated = found.stated.or(Some(value));
                 continue;
             }
             // Ours decides; a close is added below when wanted.
@@ -173,14 +192,28 @@ fn encode_head(
                 *close |= has_token(value.as_bytes(), b"close");
                 continue;
             }
-            DATE => wrote_date = true,
+            DATE => found.wrote_date = true,
             _ => {}
         }
         field(wbuf, name.as_str().as_bytes(), value.as_bytes());
     }
+    found
+}
+
+/// The framing field, `Connection: close` when closing, `Date` when missing and the blank
+/// line, appended to `wbuf`.
+fn encode_framing(
+    wbuf: &mut Vec<u8>,
+    status: StatusCode,
+    found: Found,
+    known: Option<u64>,
+    head_only: bool,
+    close: bool,
+) -> Framing {
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    let stated = found.stated;
     let stated_len =
         stated.and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok());
     let framing = if no_body {
@@ -209,14 +242,57 @@ fn encode_head(
             }
         }
     };
-    if *close {
+    if close {
         field(wbuf, b"connection", b"close");
     }
-    if !wrote_date {
+    if !found.wrote_date {
         DATE_CACHE.with_borrow_mut(|d| field(wbuf, b"date", d.now()));
     }
     wbuf.extend_from_slice(b"\r\n");
     framing
+}
+
+/// The status line and header fields of an answer made ahead (a [`Rejection`]), for
+/// [`write_rejection`]. Its fields must leave the framing and the date to the writer.
+pub(super) fn encoded_fields(status: StatusCode, headers: &http::HeaderMap) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    let mut close = false;
+    let found = encode_fields(&mut out, status, headers, &mut close);
+    debug_assert!(found.stated.is_none() && !found.wrote_date && !close);
+    Bytes::from(out)
+}
+
+/// Write a 429 from its encoded fields: the bytes [`write_response`] writes for
+/// `rejection.response()` (a test compares them), without copying and walking a header map.
+/// `Ok(true)`: the connection may take another request.
+pub async fn write_rejection<I>(
+    io: &mut I,
+    wbuf: &mut Vec<u8>,
+    rejection: &Rejection,
+    head_only: bool,
+    close: bool,
+) -> io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+{
+    let body = rejection.body();
+    wbuf.clear();
+    wbuf.extend_from_slice(rejection.wire_fields());
+    let known = Some(body.len() as u64);
+    let framing = encode_framing(
+        wbuf,
+        Rejection::STATUS,
+        Found::default(),
+        known,
+        head_only,
+        close,
+    );
+    if framing != Framing::None {
+        wbuf.extend_from_slice(body);
+    }
+    io.write_all(wbuf).await?;
+    io.flush().await?;
+    Ok(!close)
 }
 
 fn field(wbuf: &mut Vec<u8>, name: &[u8], value: &[u8]) {

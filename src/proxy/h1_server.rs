@@ -30,7 +30,7 @@ use http_body_util::Empty;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::forward::ClientBody;
-use super::h1_encode::write_response;
+use super::h1_encode::{write_rejection, write_response};
 use super::headers::has_token;
 use super::heads::{Heads, Open};
 use super::service::{guarded_now, handle, Handled, Peer, ProxyState};
@@ -105,22 +105,26 @@ where
         let handled = guarded_now(&cx.state.conn_metrics.panics, || {
             handle(&cx.state, head.req, &cx.client)
         });
-        let resp = match handled {
-            Handled::Ready(resp) => resp,
+        // Read after the answer is ready: a wind-down may have begun while it was awaited.
+        let closes = || close || cx.heads.closing();
+        let reusable = match handled {
+            Handled::Rejected(r) => {
+                write_rejection(&mut io, &mut wbuf, &r, head_only, closes()).await?
+            }
+            Handled::Ready(resp) => {
+                write_response(&mut io, &mut wbuf, resp, head_only, closes(), &mut spare).await?
+            }
             Handled::Forward(fwd) => {
                 open.await_upstream();
                 let Some(resp) = until_client_leaves(fwd, &mut io, &mut rbuf).await else {
                     return Ok(Ended::Closed);
                 };
                 open.answered();
-                resp
+                write_response(&mut io, &mut wbuf, resp, head_only, closes(), &mut spare).await?
             }
         };
-        let close = close || cx.heads.closing();
-        let reusable =
-            write_response(&mut io, &mut wbuf, resp, head_only, close, &mut spare).await?;
         drop(open);
-        if close || !reusable {
+        if !reusable {
             let _ = io.shutdown().await;
             return Ok(Ended::Closed);
         }

@@ -272,6 +272,9 @@ async fn serve_http<I>(
             Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
                 resp.map(|body| Counted::new(body, open)),
             ))),
+            Handled::Rejected(rejection) => Either::Left(future::ready(Ok(rejection
+                .response()
+                .map(|body| Counted::new(body, open))))),
             Handled::Forward(fwd) => {
                 open.await_upstream();
                 Either::Right(fwd.map(move |resp| {

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use smallvec::SmallVec;
 
@@ -16,6 +17,7 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 use std::sync::Arc;
 
+use super::h1_encode::encoded_fields;
 use super::pool::UpstreamBody;
 use crate::limiter::calendar::PeriodKind;
 use crate::limiter::extract::BadCost;
@@ -228,25 +230,20 @@ impl DenySettings {
         check: u16,
         retry_after_ms: u64,
         statuses: &[WindowStatus],
-    ) -> Response<ProxyBody> {
+    ) -> Arc<Rejection> {
         let retry_after = secs_ceil(retry_after_ms).max(1);
         let key = Key429::new(self.id, checks, check, retry_after, statuses);
-        let (headers, body) = LAST_429.with_borrow_mut(|last| match last {
-            Some(l) if l.key == key => (l.headers.clone(), l.body.clone()),
+        LAST_429.with_borrow_mut(|last| match last {
+            Some(l) if l.key == key => l.made.clone(),
             _ => {
-                let made = self.render_429(checks, check, retry_after, statuses);
+                let made = Arc::new(self.render_429(checks, check, retry_after, statuses));
                 *last = Some(Last429 {
                     key,
-                    headers: made.0.clone(),
-                    body: made.1.clone(),
+                    made: made.clone(),
                 });
                 made
             }
-        });
-        let mut resp = Response::new(Either::Right(Full::new(body)));
-        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        *resp.headers_mut() = headers;
-        resp
+        })
     }
 
     fn render_429(
@@ -255,7 +252,7 @@ impl DenySettings {
         check: u16,
         retry_after: u64,
         statuses: &[WindowStatus],
-    ) -> (HeaderMap, Bytes) {
+    ) -> Rejection {
         let rule = &checks[check as usize].rule.name;
         let mut h = HeaderMap::with_capacity(8);
         h.insert(header::CONTENT_TYPE, self.content_type.clone());
@@ -264,7 +261,43 @@ impl DenySettings {
             h.insert(RULE_HEADER, v);
         }
         rate_limit_headers(&mut h, checks, statuses, self.legacy_headers);
-        (h, self.render(rule, retry_after))
+        Rejection {
+            headers: h,
+            body: self.render(rule, retry_after),
+            wire: OnceLock::new(),
+        }
+    }
+}
+
+/// A 429, made once and shared while everything it says stays the same (see `Last429`).
+/// hyper's paths answer with a [`Response`] copied from it; the lean HTTP/1.1 path writes its
+/// pre-encoded head, the same bytes with no header map copied and walked.
+pub struct Rejection {
+    headers: HeaderMap,
+    body: Bytes,
+    /// The status line and header fields as `h1_encode` writes them, made on first use.
+    wire: OnceLock<Bytes>,
+}
+
+impl Rejection {
+    pub const STATUS: StatusCode = StatusCode::TOO_MANY_REQUESTS;
+
+    pub fn response(&self) -> Response<ProxyBody> {
+        let mut resp = Response::new(Either::Right(Full::new(self.body.clone())));
+        *resp.status_mut() = Self::STATUS;
+        *resp.headers_mut() = self.headers.clone();
+        resp
+    }
+
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The status line and header fields, encoded; `Content-Length`, `Date` and the blank line
+    /// are the writer's to add.
+    pub fn wire_fields(&self) -> &[u8] {
+        self.wire
+            .get_or_init(|| encoded_fields(Self::STATUS, &self.headers))
     }
 }
 
@@ -308,11 +341,10 @@ impl Key429 {
 }
 
 /// A thread's last 429. One client pushing past its limit gets the same answer many times a
-/// second; cloning it (reference counts, one allocation) costs a fraction of formatting it.
+/// second; sharing it costs a reference count, a fraction of formatting it.
 struct Last429 {
     key: Key429,
-    headers: HeaderMap,
-    body: Bytes,
+    made: Arc<Rejection>,
 }
 
 thread_local! {
@@ -387,19 +419,17 @@ mod tests {
         assert_eq!(s, "api-90m");
     }
 
-    /// A 429 for the same rule, retry-after and window numbers is the thread's last one reused;
-    /// anything its text depends on (remaining, reset second, rule, settings) makes a new one.
-    #[test]
-    fn repeated_429s_reuse_the_last_only_when_nothing_differs() {
-        use crate::limiter::{Key, KeyPart, Limits, Rule};
-        let a = Rule::new("a", Limits::new([(1_000, 5, "5/s")]), false);
-        let b = Rule::new("b", Limits::new([(1_000, 5, "5/s")]), false);
-        let check = |rule| Check {
+    fn check(rule: &crate::limiter::Rule) -> Check<'_, 'static> {
+        use crate::limiter::{Key, KeyPart};
+        Check {
             rule,
             key: Key::single(KeyPart::Str("k")),
             cost: 1,
-        };
-        let status = |remaining, reset_ms| WindowStatus {
+        }
+    }
+
+    fn status(remaining: u32, reset_ms: u64) -> WindowStatus {
+        WindowStatus {
             check: 0,
             window: 0,
             max: 5,
@@ -407,9 +437,22 @@ mod tests {
             calendar: None,
             remaining,
             reset_ms,
-        };
+        }
+    }
+
+    fn rule(name: &str) -> crate::limiter::Rule {
+        use crate::limiter::{Limits, Rule};
+        Rule::new(name, Limits::new([(1_000, 5, "5/s")]), false)
+    }
+
+    /// A 429 for the same rule, retry-after and window numbers is the thread's last one reused;
+    /// anything its text depends on (remaining, reset second, rule, settings) makes a new one.
+    #[test]
+    fn repeated_429s_reuse_the_last_only_when_nothing_differs() {
+        let (a, b) = (rule("a"), rule("b"));
         // The response as text, and where its body's bytes live (a reused 429 shares them).
-        let answer = |r: Response<ProxyBody>| {
+        let answer = |r: Arc<Rejection>| {
+            let r = r.response();
             let mut out = format!("{}\n", r.status());
             for (n, v) in r.headers() {
                 out += &format!("{n}: {}\n", v.to_str().unwrap());
@@ -452,6 +495,70 @@ mod tests {
         assert!(
             !text(d.rejected(&[check(&a)], 0, 1_500, &[status(0, 1_500)])).contains("x-ratelimit")
         );
+    }
+
+    /// The lean HTTP/1.1 path writes a 429 from its encoded fields; the bytes are those of the
+    /// same 429 written from its response, for GET and HEAD, kept open or closing, and for an
+    /// empty body too.
+    #[test]
+    fn a_429_from_its_encoded_fields_is_the_same_bytes_as_from_its_response() {
+        use super::super::h1_encode::{write_rejection, write_response};
+        use futures_util::FutureExt;
+        // The Date line is cut out of both: the two writes may fall in different seconds.
+        let undated = |out: Vec<u8>| {
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<_> = text.split_inclusive("\r\n").collect();
+            assert_eq!(lines.iter().filter(|l| l.starts_with("date: ")).count(), 1);
+            lines
+                .into_iter()
+                .filter(|l| !l.starts_with("date: "))
+                .collect::<String>()
+        };
+        let (a, b) = (rule("a"), rule("b"));
+        let checks = [check(&a), check(&b)];
+        let statuses = [
+            status(0, 1_500),
+            WindowStatus {
+                check: 1,
+                ..status(3, 800)
+            },
+        ];
+        let json = HeaderValue::from_static("application/json");
+        let plain = DenySettings::new(None, json.clone(), false);
+        let legacy = DenySettings::new(None, json.clone(), true);
+        let empty = DenySettings::new(Some(""), json, false);
+        for deny in [&plain, &legacy, &empty] {
+            let r = deny.rejected(&checks, 0, 1_500, &statuses);
+            for (head_only, close) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (mut wbuf, mut spare) = (Vec::new(), HeaderMap::new());
+                let mut from_response = Vec::new();
+                let resp = r.response();
+                let kept = write_response(
+                    &mut from_response,
+                    &mut wbuf,
+                    resp,
+                    head_only,
+                    close,
+                    &mut spare,
+                )
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+                let mut from_fields = Vec::new();
+                let kept_too = write_rejection(&mut from_fields, &mut wbuf, &r, head_only, close)
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap();
+                let (want, got) = (undated(from_response), undated(from_fields));
+                assert_eq!(got, want, "head_only {head_only}, close {close}");
+                assert_eq!(kept_too, kept);
+                assert!(
+                    want.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+                    "{want}"
+                );
+                assert_eq!(want.ends_with("\r\n\r\n"), head_only || r.body().is_empty());
+            }
+        }
     }
 
     #[test]

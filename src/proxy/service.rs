@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use http::header::{HeaderValue, HOST};
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use metrics::Counter;
 
@@ -26,7 +26,7 @@ use super::forward::{self, ClientBody, ForwardCtx, Outbound};
 use super::gate::{gate, Gate};
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::Pool;
-use super::respond::{self, ProxyBody, ProxyError, RateHeaders};
+use super::respond::{self, ProxyBody, ProxyError, RateHeaders, Rejection};
 use super::route::{Route, Target};
 use crate::config::RuntimeConfig;
 use crate::limiter::Limiter;
@@ -63,8 +63,10 @@ impl Peer {
 /// boxing it would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 pub enum Handled {
-    /// The answer, already made: a 429, a direct response, an error.
+    /// The answer, already made: a direct response, an error.
     Ready(Response<ProxyBody>),
+    /// Denied: a 429, shared, for the caller to write as it writes (see [`Rejection`]).
+    Rejected(Arc<Rejection>),
     /// Allowed to an upstream: the forward, guarded, to await. Its box is the one allocation of
     /// a forwarded request's own, and keeps this value small to move.
     Forward(BoxFuture<'static, Response<ProxyBody>>),
@@ -118,6 +120,10 @@ pub fn handle(state: &Arc<ProxyState>, req: Request<ClientBody>, peer: &Peer) ->
         access,
     };
     let (mut resp, headers, tally) = match gate(&cfg, route, &state.limiter, &parts, client_ip) {
+        Gate::Reject(rejection) => {
+            tally(DecisionLabel::Deny).finish(route, Rejection::STATUS);
+            return Handled::Rejected(rejection);
+        }
         Gate::Stop { response, label } => (response, RateHeaders::default(), tally(label)),
         Gate::Pass { headers, label } => match &route.target {
             Target::Direct(d) => (respond::direct(d), headers, tally(label)),
@@ -149,7 +155,7 @@ pub fn handle(state: &Arc<ProxyState>, req: Request<ClientBody>, peer: &Peer) ->
         },
     };
     headers.apply(resp.headers_mut());
-    tally.finish(route, &resp);
+    tally.finish(route, resp.status());
     Handled::Ready(resp)
 }
 
@@ -186,15 +192,15 @@ impl Forward {
                 }
             };
             headers.apply(resp.headers_mut());
-            tally.finish(route, &resp);
+            tally.finish(route, resp.status());
             resp
         }
     }
 }
 
 impl Tally {
-    fn finish(self, route: &Route, resp: &Response<ProxyBody>) {
-        let status = resp.status().as_u16();
+    fn finish(self, route: &Route, status: StatusCode) {
+        let status = status.as_u16();
         route.metrics.count(self.label, status);
         route
             .metrics
