@@ -442,3 +442,55 @@ async fn a_stuck_stdout_drops_and_counts_log_lines_instead_of_holding_requests()
         "dropped {dropped}, written {written}"
     );
 }
+
+/// The SQLite store's connection threads run 10 nice steps below the process, so a flush's
+/// upserts yield the CPU to requests; the proxy's own threads keep the process's priority.
+#[test]
+fn the_sqlite_store_threads_run_below_the_proxys_priority() {
+    // Not `config_file`: its `[database]` is off. The default store is SQLite in the file's dir.
+    let (_dir, path) = config_file_as_is(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[[rules]]\nname = \"one\"\nkey = \"ip\"\nlimits = [\"1/m\"]\n[[routes]]\nname = \"r\"\nrules = [\"one\"]\n[routes.direct]\nbody = \"x\"\n",
+    );
+    let bin = Binary::start(&path, &[]);
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", bin.pid()));
+    // A thread's nice: the 19th field of its `stat`, the 17th after its name.
+    let nice = |task: &std::path::Path| -> i64 {
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    };
+    let threads = || -> Vec<(String, i64)> {
+        std::fs::read_dir(&tasks)
+            .unwrap()
+            .filter_map(|t| {
+                let t = t.unwrap().path();
+                let name = std::fs::read_to_string(t.join("comm")).ok()?;
+                Some((name.trim().to_string(), nice(&t)))
+            })
+            .collect()
+    };
+    let own = nice(&tasks.join(bin.pid().to_string()));
+    let store = |all: &[(String, i64)]| -> Vec<i64> {
+        all.iter()
+            .filter(|(name, _)| name.starts_with("tg-sqlite-"))
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    // The store connects beside startup, not before "ready": wait for its threads, and for
+    // the step after each connection that lowers them.
+    let target = (own + 10).min(19);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = threads();
+    while store(&seen).is_empty() || store(&seen).iter().any(|n| *n != target) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SQLite store's threads did not run at nice {target}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        seen = threads();
+    }
+    let rest = seen
+        .iter()
+        .filter(|(name, _)| !name.starts_with("tg-sqlite-"));
+    assert!(rest.clone().all(|(_, nice)| *nice == own), "{seen:?}");
+}

@@ -460,11 +460,16 @@ impl Drop for Binary {
     }
 }
 
-/// Write a config file into a fresh temp dir and return both.
+/// Write a config file, `LISTEN_ANY` first, into a fresh temp dir and return both.
 pub fn config_file(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    config_file_as_is(&format!("{LISTEN_ANY}{toml}"))
+}
+
+/// Write `toml` as it is into a fresh temp dir as `tollgate.toml` and return both.
+pub fn config_file_as_is(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tollgate.toml");
-    std::fs::write(&path, format!("{LISTEN_ANY}{toml}")).unwrap();
+    std::fs::write(&path, toml).unwrap();
     (dir, path)
 }
 

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
+mod priority;
 mod upsert;
 
 use super::migrations::{self, TABLE};
@@ -45,10 +46,17 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .thread_name(|id| format!("{}{id}", priority::THREAD_PREFIX));
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|_, _| {
+                Box::pin(async {
+                    priority::lower_store_threads();
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(Self { pool })
