@@ -454,22 +454,23 @@ fn the_sqlite_store_threads_run_below_the_proxys_priority() {
     let bin = Binary::start(&path, &[]);
     let tasks = std::path::PathBuf::from(format!("/proc/{}/task", bin.pid()));
     // A thread's nice: the 19th field of its `stat`, the 17th after its name.
-    let nice = |task: &std::path::Path| -> i64 {
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    // A thread may exit between the listing and the reads: it is then left out.
+    let nice = |task: &std::path::Path| -> Option<i64> {
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        after_name.split(' ').nth(16)?.parse().ok()
     };
     let threads = || -> Vec<(String, i64)> {
         std::fs::read_dir(&tasks)
             .unwrap()
             .filter_map(|t| {
-                let t = t.unwrap().path();
+                let t = t.ok()?.path();
                 let name = std::fs::read_to_string(t.join("comm")).ok()?;
-                Some((name.trim().to_string(), nice(&t)))
+                Some((name.trim().to_string(), nice(&t)?))
             })
             .collect()
     };
-    let own = nice(&tasks.join(bin.pid().to_string()));
+    let own = nice(&tasks.join(bin.pid().to_string())).unwrap();
     let store = |all: &[(String, i64)]| -> Vec<i64> {
         all.iter()
             .filter(|(name, _)| name.starts_with("tg-sqlite-"))

@@ -279,6 +279,7 @@ where
     wbuf.clear();
     wbuf.extend_from_slice(rejection.wire_fields());
     let known = Some(body.len() as u64);
+    // Nothing found: a 429's fields leave length, connection and date to us (`encoded_fields`).
     let framing = encode_framing(
         wbuf,
         Rejection::STATUS,
@@ -287,10 +288,14 @@ where
         head_only,
         close,
     );
-    if framing != Framing::None {
-        wbuf.extend_from_slice(body);
-    }
-    io.write_all(wbuf).await?;
+    // The body beside the head in one vectored write, not copied into `wbuf`, which would keep
+    // a large configured body's size for the connection's life.
+    let body = if framing == Framing::None {
+        &[][..]
+    } else {
+        &body[..]
+    };
+    io.write_all_buf(&mut wbuf.as_slice().chain(body)).await?;
     io.flush().await?;
     Ok(!close)
 }

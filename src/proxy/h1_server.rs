@@ -69,7 +69,8 @@ where
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = Vec::with_capacity(1024);
     // The last answer's header map, cleared: the next request's (as hyper does), so neither
-    // allocates nor grows when the forwarding fields are added.
+    // allocates nor grows when the forwarding fields are added. A 429 has no map of its own to
+    // give back (it is written from pre-encoded bytes), so after one the next parse allocates.
     let mut spare = HeaderMap::new();
     loop {
         if cx.heads.closing() {
@@ -105,7 +106,7 @@ where
         let handled = guarded_now(&cx.state.conn_metrics.panics, || {
             handle(&cx.state, head.req, &cx.client)
         });
-        // Read after the answer is ready: a wind-down may have begun while it was awaited.
+        // Read once the answer is ready: a wind-down may begin while a forward is awaited.
         let closes = || close || cx.heads.closing();
         let reusable = match handled {
             Handled::Rejected(r) => {

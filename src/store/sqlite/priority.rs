@@ -17,13 +17,17 @@ pub(super) const THREAD_PREFIX: &str = "tg-sqlite-";
 /// How many nice steps below the process the store's threads run (capped at 19).
 const NICE_BELOW: i32 = 10;
 
-/// Lower every store thread of this process to the process's priority plus [`NICE_BELOW`].
+/// Lower every store thread of this process to the caller's priority plus [`NICE_BELOW`].
 /// Called after each new connection, when its thread exists and has named itself.
 pub(super) fn lower_store_threads() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return;
     };
-    let own = getpriority_process(None).unwrap_or(0);
+    // The calling thread's nice (Linux reads `PRIO_PROCESS` 0 per thread): a runtime thread's,
+    // which is the proxy's.
+    let Ok(own) = getpriority_process(None) else {
+        return;
+    };
     let target = (own + NICE_BELOW).min(19);
     for task in tasks.flatten() {
         let Ok(name) = std::fs::read_to_string(task.path().join("comm")) else {
@@ -37,7 +41,8 @@ pub(super) fn lower_store_threads() {
             continue;
         };
         if let Err(e) = setpriority_process(Some(tid), target) {
-            tracing::debug!(error = %e, "cannot lower the SQLite store thread's priority");
+            // Once per connection at most (four): the store works on, at the proxy's priority.
+            tracing::warn!(error = %e, "cannot lower the SQLite store thread's priority");
         }
     }
 }
