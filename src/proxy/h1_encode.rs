@@ -21,6 +21,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::headers::has_token;
 use super::respond::{ProxyBody, Rejection};
 
+/// The largest 429 body copied into the write buffer behind its head (the default is about 70
+/// bytes); a larger one is written beside it.
+const INLINE_BODY: usize = 512;
+
 /// How a body goes on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Framing {
@@ -288,14 +292,19 @@ where
         head_only,
         close,
     );
-    // The body beside the head in one vectored write, not copied into `wbuf`, which would keep
-    // a large configured body's size for the connection's life.
     let body = if framing == Framing::None {
         &[][..]
     } else {
         &body[..]
     };
-    io.write_all_buf(&mut wbuf.as_slice().chain(body)).await?;
+    if body.len() <= INLINE_BODY {
+        // Copied after the head: one plain write, 150 instructions cheaper than a vectored one.
+        wbuf.extend_from_slice(body);
+        io.write_all(wbuf).await?;
+    } else {
+        // Beside the head, not in `wbuf`, which would keep a large body's size for good.
+        io.write_all_buf(&mut wbuf.as_slice().chain(body)).await?;
+    }
     io.flush().await?;
     Ok(!close)
 }

@@ -499,7 +499,7 @@ mod tests {
 
     /// The lean HTTP/1.1 path writes a 429 from its encoded fields; the bytes are those of the
     /// same 429 written from its response, for GET and HEAD, kept open or closing, and for an
-    /// empty body too.
+    /// empty body and a large one too.
     #[test]
     fn a_429_from_its_encoded_fields_is_the_same_bytes_as_from_its_response() {
         use super::super::h1_encode::{write_rejection, write_response};
@@ -526,8 +526,10 @@ mod tests {
         let json = HeaderValue::from_static("application/json");
         let plain = DenySettings::new(None, json.clone(), false);
         let legacy = DenySettings::new(None, json.clone(), true);
-        let empty = DenySettings::new(Some(""), json, false);
-        for deny in [&plain, &legacy, &empty] {
+        let empty = DenySettings::new(Some(""), json.clone(), false);
+        // Past the size copied behind the head: written beside it.
+        let large = DenySettings::new(Some(&"slow down {rule} ".repeat(100)), json, false);
+        for deny in [&plain, &legacy, &empty, &large] {
             let r = deny.rejected(&checks, 0, 1_500, &statuses);
             for (head_only, close) in [(false, false), (true, false), (false, true), (true, true)] {
                 let (mut wbuf, mut spare) = (Vec::new(), HeaderMap::new());
