@@ -490,8 +490,8 @@ fn the_sqlite_store_threads_run_below_the_proxys_priority() {
         std::thread::sleep(Duration::from_millis(50));
         seen = threads();
     }
-    let rest = seen
+    let mut rest = seen
         .iter()
         .filter(|(name, _)| !name.starts_with("tg-sqlite-"));
-    assert!(rest.clone().all(|(_, nice)| *nice == own), "{seen:?}");
+    assert!(rest.all(|(_, nice)| *nice == own), "{seen:?}");
 }

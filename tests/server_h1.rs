@@ -246,6 +246,18 @@ async fn answers_to_head_including_a_429_carry_their_length_and_no_body() {
             }
         }
     }
+    // A 429 to a client that asks to close says so, and the connection ends after it.
+    c.s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.field("connection")), (429, Some("close")));
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(PATIENCE, c.s.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes after the 429")
+        .unwrap();
+    assert_eq!(n, 0, "nothing after the 429");
     t.stop().await;
 }
 
