@@ -107,6 +107,19 @@ impl Reader {
         }
         a
     }
+
+    /// Asserts the proxy ends the connection with nothing more sent, buffered bytes included.
+    async fn assert_ended(&mut self, after: &str) {
+        let mut rest = Vec::new();
+        tokio::time::timeout(PATIENCE, self.s.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("the connection did not end after {after}"))
+            .unwrap();
+        assert!(
+            self.buf.is_empty() && rest.is_empty(),
+            "after {after}: {rest:?}"
+        );
+    }
 }
 
 async fn connect(t: &TestTollgate) -> Reader {
@@ -175,12 +188,7 @@ async fn a_half_close_behind_pipelined_requests_still_gets_the_answer_in_flight(
     let first = c.answer(false).await;
     assert_eq!(first.status, 200);
     assert_eq!(first.body, b"slow done");
-    let mut rest = Vec::new();
-    tokio::time::timeout(PATIENCE, c.s.read_to_end(&mut rest))
-        .await
-        .expect("the connection did not end")
-        .unwrap();
-    assert!(c.buf.is_empty() && rest.is_empty(), "{rest:?}");
+    c.assert_ended("the answer in flight").await;
     t.stop().await;
 }
 
@@ -205,12 +213,7 @@ async fn connection_close_is_answered_with_close_and_the_connection_ends() {
         let a = c.answer(false).await;
         assert_eq!((a.status, a.body.as_slice()), (200, body));
         assert_eq!(a.field("connection"), Some("close"));
-        let mut rest = Vec::new();
-        let n = tokio::time::timeout(PATIENCE, c.s.read_to_end(&mut rest))
-            .await
-            .expect("the proxy closes after answering")
-            .unwrap();
-        assert_eq!(n, 0, "nothing after the answer");
+        c.assert_ended("the answer").await;
     }
     t.stop().await;
 }
@@ -252,12 +255,7 @@ async fn answers_to_head_including_a_429_carry_their_length_and_no_body() {
         .unwrap();
     let a = c.answer(false).await;
     assert_eq!((a.status, a.field("connection")), (429, Some("close")));
-    let mut rest = Vec::new();
-    let n = tokio::time::timeout(PATIENCE, c.s.read_to_end(&mut rest))
-        .await
-        .expect("the proxy closes after the 429")
-        .unwrap();
-    assert_eq!(n, 0, "nothing after the 429");
+    c.assert_ended("the 429").await;
     t.stop().await;
 }
 
