@@ -140,7 +140,7 @@ impl PendingUsage {
 }
 
 /// The pending deltas.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UsageLog {
     usage: Map<PendingUsage>,
     violations: Map<ViolationDelta>,
@@ -148,6 +148,17 @@ pub struct UsageLog {
     held: AtomicUsize,
     /// When the first tally pending since the last harvest began (Unix ms; 0: none).
     held_since_ms: AtomicU64,
+}
+
+impl Default for UsageLog {
+    fn default() -> Self {
+        Self {
+            usage: super::table::sharded(),
+            violations: super::table::sharded(),
+            held: AtomicUsize::new(0),
+            held_since_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 impl UsageLog {
