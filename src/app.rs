@@ -391,7 +391,9 @@ fn spawn_housekeeping(
     shutdown: &Shutdown,
 ) {
     let (limiter, every, stop) = (limiter.clone(), settings.sweep_interval, shutdown.clone());
-    tokio::spawn(async move {
+    // A sweep walks every tracked key (a million takes tens of milliseconds): not on the
+    // proxy's runtime thread.
+    crate::background::spawn_below("tg-sweep", async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {

@@ -19,10 +19,12 @@
 //! - [`admin`]: probes, metrics, the REST API, the feed, alerts and the dashboard on their own port.
 //! - [`store`]: usage, violations, traffic, API config entries and the audit log, in Postgres or SQLite.
 //! - [`verify`]: `tollgate verify`, the deploy checks against a running admin port.
+//! - [`background`]: threads below the proxy's priority for the flusher and the sweeper.
 //! - [`app`]: binds every listener, wires the planes, runs until shutdown and drains.
 
 pub mod admin;
 pub mod app;
+pub mod background;
 pub mod config;
 pub mod limiter;
 pub mod proxy;

@@ -375,6 +375,34 @@ async fn max_keys_bounds_memory_and_new_keys_share_an_overflow_bucket() {
     t.stop().await;
 }
 
+/// The app's own sweeper (on its background thread, not called by the test) evicts a key once
+/// it has been idle for two windows, on its configured interval.
+#[tokio::test]
+async fn the_sweeper_evicts_idle_keys_on_its_interval() {
+    let t = TestTollgate::start(&format!("[limits]\nsweep_interval = \"50ms\"\n{API}")).await;
+    assert_eq!(get(&t.url("/"), &[("x-api-key", "a")]).await.status, 200);
+    assert_eq!(t.limiter.tracked_keys(), 1);
+    // Still within two windows: sweeps come and go, the key stays.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.limiter.tracked_keys(), 1, "swept before it was idle");
+    t.clock.advance(Duration::from_secs(121));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while t.limiter.tracked_keys() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweeper never evicted the idle key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = metrics_text(&t).await;
+    assert_eq!(
+        metric_value(&m, "tollgate_limiter_evictions_total"),
+        Some(1.0),
+        "{m}"
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn an_idle_key_at_its_limit_is_not_evicted_early() {
     let t = TestTollgate::start(API).await;

@@ -170,7 +170,7 @@ impl<S: Store + 'static> Flusher<S> {
         // again right after a flush would write nearly every key's rows on every flush.
         loop {
             if self.stuck.is_empty() {
-                if drained || !self.next_batch(hours).await {
+                if drained || !self.next_batch(hours) {
                     break;
                 }
                 drained = true;
@@ -188,10 +188,10 @@ impl<S: Store + 'static> Flusher<S> {
     }
 
     /// Makes sure a batch is ready to flush, draining the log if none is stuck; false if there
-    /// is nothing to write. The drain runs on a blocking thread, so a large backlog never holds
-    /// a runtime worker (and the requests it serves) for long, and it comes in chunks of at most
+    /// is nothing to write. The drain runs here, on the store's own thread below the proxy's
+    /// priority (see `background.rs`), not on a runtime worker; it comes in chunks of at most
     /// `MAX_BATCH_ROWS` rows, each made a batch with its own id before the next is drained.
-    async fn next_batch(&mut self, hours: bool) -> bool {
+    fn next_batch(&mut self, hours: bool) -> bool {
         if !self.stuck.is_empty() {
             return true;
         }
@@ -199,17 +199,12 @@ impl<S: Store + 'static> Flusher<S> {
             self.last_hours = Instant::now();
         }
         let traffic = self.traffic();
-        let (limiter, prefix, first) = (self.limiter.clone(), self.instance.clone(), self.seq + 1);
-        let built = tokio::task::spawn_blocking(move || {
-            let mut batches = Vec::new();
-            limiter.drain_usage_in(hours, MAX_BATCH_ROWS, |chunk| {
-                let id = format!("{prefix}-{}", first + batches.len() as u64);
-                batches.push(to_batch(id, chunk));
-            });
-            batches
-        })
-        .await;
-        let Ok(mut batches) = built else { return false };
+        let (prefix, first) = (&self.instance, self.seq + 1);
+        let mut batches = Vec::new();
+        self.limiter.drain_usage_in(hours, MAX_BATCH_ROWS, |chunk| {
+            let id = format!("{prefix}-{}", first + batches.len() as u64);
+            batches.push(to_batch(id, chunk));
+        });
         if batches.is_empty() && traffic.is_empty() {
             return false;
         }
@@ -442,7 +437,7 @@ impl<S: Store + 'static> Flusher<S> {
     /// After shutdown: flush until nothing is left or the deadline passes.
     async fn finish(mut self, deadline: Duration) {
         let end = Instant::now() + deadline;
-        while self.next_batch(true).await {
+        while self.next_batch(true) {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

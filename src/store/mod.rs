@@ -38,6 +38,7 @@ mod error;
 mod flusher;
 pub mod migrations;
 mod postgres;
+mod priority;
 mod rows;
 mod shared;
 mod sqlite;

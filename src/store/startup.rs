@@ -133,14 +133,18 @@ impl StoreTask {
         Ok(Some(store))
     }
 
-    /// In the background: prepare with retries, call `ready`, and flush until stopped.
+    /// In the background, on the store's own thread below the proxy's priority (see
+    /// `priority.rs`): prepare with retries, call `ready`, and flush until stopped.
     pub fn spawn(
         self,
         store: Option<Arc<AnyStore>>,
         ready: impl FnOnce(usize) + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         match store {
-            Some(store) => tokio::spawn(self.run(store, ready)),
+            Some(store) => crate::background::spawn_below(
+                super::priority::STORE_THREAD,
+                self.run(store, ready),
+            ),
             None => {
                 ready(0);
                 tokio::spawn(async {})

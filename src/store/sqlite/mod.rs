@@ -13,10 +13,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlitePool};
 
-mod priority;
 mod upsert;
 
 use super::migrations::{self, TABLE};
+use super::priority;
 use super::{
     unix_ms, AuditRow, Batch, ConfigEntryRow, FlushOutcome, KeyCount, MigrationState, Store,
     StoreError, TopQuery, TrafficRow, UsageKey, UsageRow, ViolationFilter, ViolationRow,
@@ -47,13 +47,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            .thread_name(|id| format!("{}{id}", priority::THREAD_PREFIX));
+            .thread_name(|id| format!("{}{id}", priority::SQLITE_THREAD_PREFIX));
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|_, _| {
                 Box::pin(async {
-                    priority::lower_store_threads();
+                    priority::lower_sqlite_threads();
                     Ok(())
                 })
             })
