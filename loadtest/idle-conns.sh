@@ -2,20 +2,24 @@
 # idle-conns: IDLE_CONNS (10000) keep-alive connections opened by idle_conns.py (Python asyncio;
 # one request each, then held idle), and meanwhile ACTIVE_CONNECTIONS (16) wrk connections of
 # spread load on other connections for DURATION seconds. Prints per target the connections held,
-# the proxy's RSS before and while holding them (KB per idle connection), and whether the
+# the proxy's RSS before and while holding them, read after the active load (KB per idle connection), and whether the
 # active connections were still answered (req/s, p50/p99, non-2xx, errors).
 # Raises `ulimit -n` to its hard limit (which must cover IDLE_CONNS + 2048). tollgate runs from a
 # config with server.max_connections = IDLE_CONNS + 1000 (default 10000) and header_timeout and
 # idle_timeout of 5 min: with the default header_timeout (10 s) an idle keep-alive connection is
 # closed 10 s after its last request.
-# Env: IDLE_CONNS (10000) ACTIVE_CONNECTIONS (16) KEYS (100000), plus lib.sh's DURATION WARMUP
+# Env: IDLE_CONNS (10000) ACTIVE_CONNECTIONS (16) KEYS (1000: few, so the tracked keys do not add to the RSS), IDLE_SETTLE (3), plus lib.sh's DURATION WARMUP
 #      RATE TARGETS PIN. For "direct", RSS is the upstream nginx's.
 source "$(dirname "$0")/lib.sh"
 need_tools python3 wrk nginx:nginx-light
 tollgate_bin
 IDLE_CONNS=${IDLE_CONNS:-10000}
 CONNECTIONS=${ACTIVE_CONNECTIONS:-16}
-export KEYS=${KEYS:-100000}
+# Seconds between the last idle connection opening and the active load. RSS is read after the
+# load: tollgate's connections give back their buffers after 2 s idle, and jemalloc returns freed
+# pages to the kernel over its 10 s decay, as it allocates and frees (under the load).
+IDLE_SETTLE=${IDLE_SETTLE:-3}
+export KEYS=${KEYS:-1000}
 
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_CONNS + 2048)) ]; then
@@ -46,11 +50,11 @@ for t in $TARGETS; do
         sleep 0.1
     done
     read -r _ open failed < <(grep '^ready' "$WORK/idle-$t.out") || die "idle connections not open after 120 s"
-    sleep 1
-    rss1=$(status_kb "$pid" VmRSS)
+    sleep "$IDLE_SETTLE"
     gauge=-
     [ "$t" = tollgate ] && gauge=$(metric_sum tollgate_open_connections)
     run_wrk "$t" spread.lua
+    rss1=$(status_kb "$pid" VmRSS)
     echo "| $t | $open | $failed | $gauge | $(mb "$rss0") | $(mb "$rss1") |" \
         "$(awk -v a="$rss0" -v b="$rss1" -v n="$open" 'BEGIN { printf "%.1f", (n > 0) ? (b - a) / n : 0 }') |" \
         "$R_RPS | $R_P50 | $R_P99 |" \

@@ -1,7 +1,8 @@
 //! The lean HTTP/1.1 server path (bodyless HTTP/1.1 requests read and answered without hyper)
 //! from a raw client socket: pipelined requests in order, the hand-over to hyper when a request
 //! has a body, `Connection: close`, HEAD answers with a length and no body, bodies of unknown
-//! length re-chunked, and a client that leaves cancelling the request it left behind.
+//! length re-chunked, a client that leaves cancelling the request it left behind, and heads
+//! read whole after a connection rested.
 
 mod support;
 
@@ -310,5 +311,50 @@ async fn a_client_that_leaves_cancels_the_request_it_left_waiting() {
     assert_eq!(eof, Some(true));
     let r = get(&t.url("/ok"), &[]).await;
     assert_eq!(r.status, 200, "the proxy serves on");
+    t.stop().await;
+}
+
+/// A connection that waits past `REST_AFTER` (2 s) for its next head gives back its buffers and
+/// reads that head through a 1 KiB buffer on the stack: a head several times longer still
+/// arrives whole. A connection with half a head buffered when the rest comes keeps it, and the
+/// head completes.
+#[tokio::test]
+async fn a_connection_that_rested_still_reads_long_and_split_heads_whole() {
+    let (_up, t) = behind_tollgate().await;
+    let (mut rested, mut split) = (connect(&t).await, connect(&t).await);
+    for c in [&mut rested, &mut split] {
+        c.s.write_all(b"GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(c.answer(false).await.status, 200);
+    }
+    split
+        .s
+        .write_all(b"GET /echo?n=2 HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // The watch looks 2 s after the connection began and again 2 s into the wait.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    split.s.write_all(b"st: x\r\n\r\n").await.unwrap();
+    let answer = split.answer(false).await;
+    assert_eq!(json(&answer.body)["path"], "/echo?n=2");
+    let long = "v".repeat(6000);
+    let head = format!("GET /echo?n=3 HTTP/1.1\r\nHost: x\r\nX-Long: {long}\r\n\r\n");
+    rested.s.write_all(head.as_bytes()).await.unwrap();
+    let answer = rested.answer(false).await;
+    assert_eq!(answer.status, 200);
+    let echoed = json(&answer.body);
+    assert_eq!(echoed["path"], "/echo?n=3");
+    assert!(
+        echoed["headers"]["x-long"] == long.as_str(),
+        "the long field arrived whole"
+    );
+    // And on: the next request is served as before.
+    rested
+        .s
+        .write_all(b"GET /echo?n=4 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(json(&rested.answer(false).await.body)["path"], "/echo?n=4");
     t.stop().await;
 }

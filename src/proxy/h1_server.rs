@@ -90,10 +90,18 @@ where
                 return Ok(Ended::HandOff(Prefixed::new(rbuf, io)));
             }
             scanned = rbuf.len();
-            // Wait for bytes; a wind-down while waiting ends the connection.
+            // Wait for bytes; a wind-down while waiting ends the connection. A long wait gives
+            // back the buffers (see `Heads::take_rest`); the next bytes come in through a small
+            // buffer on the stack, so a resting connection holds none.
             let read = poll_fn(|tcx| {
                 if cx.heads.closing() {
                     return Poll::Ready(Ok(0));
+                }
+                if cx.heads.take_rest() && rbuf.is_empty() {
+                    (rbuf, wbuf, spare) = (BytesMut::new(), Vec::new(), HeaderMap::new());
+                }
+                if rbuf.capacity() == 0 {
+                    return poll_read_resting(&mut io, &mut rbuf, tcx);
                 }
                 poll_read(&mut io, &mut rbuf, tcx)
             });
@@ -153,6 +161,32 @@ fn poll_read<I: AsyncRead + Unpin>(
 ) -> Poll<io::Result<usize>> {
     buf.reserve(READ_CHUNK);
     pin!(io.read_buf(buf)).poll(cx)
+}
+
+/// How many bytes the first read after a rest takes (on the stack); the rest of a longer head
+/// comes in the buffer it then gets.
+const RESTING_READ: usize = 1024;
+
+/// One read of a resting connection: through the stack, into a fresh buffer only if bytes came.
+fn poll_read_resting<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut stack = [MaybeUninit::<u8>::uninit(); RESTING_READ];
+    let mut read = ReadBuf::uninit(&mut stack);
+    match Pin::new(io).poll_read(cx, &mut read) {
+        Poll::Ready(Ok(())) => {
+            let got = read.filled();
+            if !got.is_empty() {
+                *buf = BytesMut::with_capacity(READ_CHUNK);
+                buf.extend_from_slice(got);
+            }
+            Poll::Ready(Ok(got.len()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
 }
 
 /// Await `fwd` while watching the client: a read of 0 (the client went away) or an error drops

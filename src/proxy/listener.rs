@@ -366,7 +366,8 @@ impl Watch<'_> {
         let mut idle = tokio::time::interval(self.limits.idle_timeout);
         idle.reset();
         let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
-        let head_deadline = tokio::time::sleep(self.limits.header_timeout);
+        let first = Heads::first_look(self.limits.header_timeout, self.every_head);
+        let head_deadline = tokio::time::sleep(first);
         tokio::pin!(head_deadline);
         let mut watching_heads = true;
         // Made once: a new one per wake-up would register with the channel again each time.
