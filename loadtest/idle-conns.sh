@@ -2,14 +2,16 @@
 # idle-conns: IDLE_CONNS (10000) keep-alive connections opened by idle_conns.py (Python asyncio;
 # one request each, then held idle), and meanwhile ACTIVE_CONNECTIONS (16) wrk connections of
 # spread load on other connections for DURATION seconds. Prints per target the connections held,
-# the proxy's RSS before and while holding them, read after the active load (KB per idle connection), and whether the
-# active connections were still answered (req/s, p50/p99, non-2xx, errors).
+# the proxy's RSS before and while holding them (read after the active load; KB per idle
+# connection), and whether the active connections were still answered (req/s, p50/p99,
+# non-2xx, errors).
 # Raises `ulimit -n` to its hard limit (which must cover IDLE_CONNS + 2048). tollgate runs from a
 # config with server.max_connections = IDLE_CONNS + 1000 (default 10000) and header_timeout and
 # idle_timeout of 5 min: with the default header_timeout (10 s) an idle keep-alive connection is
 # closed 10 s after its last request.
-# Env: IDLE_CONNS (10000) ACTIVE_CONNECTIONS (16) KEYS (1000: few, so the tracked keys do not add to the RSS), IDLE_SETTLE (3), plus lib.sh's DURATION WARMUP
-#      RATE TARGETS PIN. For "direct", RSS is the upstream nginx's.
+# Env: IDLE_CONNS (10000) ACTIVE_CONNECTIONS (16) KEYS (1000: few, so tracked keys add little
+#      RSS) IDLE_SETTLE (3), plus lib.sh's DURATION WARMUP RATE TARGETS PIN. For "direct", RSS
+#      is the upstream nginx's.
 source "$(dirname "$0")/lib.sh"
 need_tools python3 wrk nginx:nginx-light
 tollgate_bin
