@@ -239,9 +239,14 @@ async fn timed_flush(store: &AnyStore, batch: &Batch) -> Result<Duration, String
 }
 
 /// N distinct keys of one rule and hour, as N active API keys produce them.
+/// `n` rows in the order a drain yields them: the limiter table's hash order, not key order.
 fn deltas(n: usize) -> Vec<UsageDelta> {
     let rule: std::sync::Arc<str> = "per-key".into();
-    (0..n)
+    let mut order: Vec<usize> = (0..n).collect();
+    // A fixed odd multiplier scatters the keys like a hash would, the same way every run.
+    order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    order
+        .into_iter()
         .map(|i| UsageDelta {
             rule: rule.clone(),
             key: format!("key-{i:08}").into(),

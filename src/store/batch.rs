@@ -87,20 +87,36 @@ impl Batch {
     }
 
     /// The same deltas with at most one row per primary key: counts summed, first/last seen
-    /// widened, the sample of the first occurrence kept. Order of first occurrence is kept.
+    /// widened, the sample of the first occurrence kept; sorted by primary key.
+    ///
+    /// Sorted because a drain yields rows in the limiter table's hash order: upserted in key
+    /// order, they walk the table's B-tree from one page to the next instead of at random
+    /// (`cargo bench --bench flush`, 100k hash-ordered rows: see docs/PERFORMANCE.md), and two
+    /// instances flushing overlapping keys into one Postgres lock their rows in the same order.
     pub fn coalesced(&self) -> (Vec<UsageDelta>, Vec<ViolationDelta>) {
-        (
-            coalesce_usage(&self.usage),
-            coalesce_violations(&self.violations),
-        )
+        let mut usage = coalesce_usage(&self.usage);
+        usage.sort_unstable_by(|a, b| usage_id(a).cmp(&usage_id(b)));
+        let mut violations = coalesce_violations(&self.violations);
+        violations.sort_unstable_by(|a, b| violation_id(a).cmp(&violation_id(b)));
+        (usage, violations)
     }
+}
+
+/// A usage row's primary key.
+fn usage_id(row: &UsageDelta) -> (&str, &str, &str, i64) {
+    (&row.rule, &row.key, row.period, row.period_start)
+}
+
+/// A violation row's primary key.
+fn violation_id(row: &ViolationDelta) -> (&str, &str, i64, bool) {
+    (&row.rule, &row.key, row.minute, row.shadow)
 }
 
 fn coalesce_usage(rows: &[UsageDelta]) -> Vec<UsageDelta> {
     let mut out: Vec<UsageDelta> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, &str, i64), usize> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id = (&*row.rule, &*row.key, row.period, row.period_start);
+        let id = usage_id(row);
         match seen.get(&id) {
             Some(&i) => out[i].count += row.count,
             None => {
@@ -116,7 +132,7 @@ fn coalesce_violations(rows: &[ViolationDelta]) -> Vec<ViolationDelta> {
     let mut out: Vec<ViolationDelta> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, i64, bool), usize> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id = (row.rule.as_str(), row.key.as_str(), row.minute, row.shadow);
+        let id = violation_id(row);
         match seen.get(&id) {
             Some(&i) => {
                 let kept = &mut out[i];
@@ -164,14 +180,17 @@ mod tests {
     }
 
     #[test]
-    fn coalescing_sums_usage_per_row_and_keeps_order() {
+    fn coalescing_sums_usage_per_row_and_sorts_by_key() {
         let batch = Batch {
             id: "b".into(),
-            usage: vec![usage("a", 1), usage("b", 2), usage("a", 3)],
+            usage: vec![usage("c", 1), usage("a", 2), usage("c", 3), usage("b", 5)],
             ..Batch::default()
         };
         let (usage_rows, _) = batch.coalesced();
-        assert_eq!(usage_rows, vec![usage("a", 4), usage("b", 2)]);
+        assert_eq!(
+            usage_rows,
+            vec![usage("a", 2), usage("b", 5), usage("c", 4)]
+        );
     }
 
     #[test]
@@ -179,9 +198,9 @@ mod tests {
         let batch = Batch {
             id: "b".into(),
             violations: vec![
+                violation("/shadow", 60_000, 60_000, true),
                 violation("/first", 60_500, 61_000, false),
                 violation("/second", 60_100, 62_000, false),
-                violation("/shadow", 60_000, 60_000, true),
             ],
             ..Batch::default()
         };
