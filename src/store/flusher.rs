@@ -28,6 +28,7 @@
 //! `limiter/seed.rs`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -201,10 +202,18 @@ impl<S: Store + 'static> Flusher<S> {
         let traffic = self.traffic();
         let (prefix, first) = (&self.instance, self.seq + 1);
         let mut batches = Vec::new();
-        self.limiter.drain_usage_in(hours, MAX_BATCH_ROWS, |chunk| {
-            let id = format!("{prefix}-{}", first + batches.len() as u64);
-            batches.push(to_batch(id, chunk));
-        });
+        // A panic in the drain (a bug) loses what it had drained, as when the drain ran on a
+        // blocking task, but not the flusher: later ticks go on.
+        let drained = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.limiter.drain_usage_in(hours, MAX_BATCH_ROWS, |chunk| {
+                let id = format!("{prefix}-{}", first + batches.len() as u64);
+                batches.push(to_batch(id, chunk));
+            });
+        }));
+        if drained.is_err() {
+            tracing::error!("draining usage for the store panicked; that usage is lost");
+            return false;
+        }
         if batches.is_empty() && traffic.is_empty() {
             return false;
         }
