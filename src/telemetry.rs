@@ -26,6 +26,7 @@ pub const OVERFLOW: &str = "tollgate_limiter_overflow_total";
 pub const OPEN_CONNECTIONS: &str = "tollgate_open_connections";
 pub const CONNECTIONS: &str = "tollgate_connections_total";
 pub const CONNECTION_PANICS: &str = "tollgate_connection_panics_total";
+pub const CONNECTIONS_RESTED: &str = "tollgate_connections_rested_total";
 pub const RELOADS: &str = "tollgate_config_reloads_total";
 pub const READY: &str = "tollgate_ready";
 pub const STORE_FLUSHES: &str = "tollgate_store_flushes_total";
@@ -112,6 +113,7 @@ impl Metrics {
             (OVERFLOW, "Requests counted in a rule's shared overflow bucket because max_keys was reached."),
             (CONNECTIONS, "Client connections accepted."),
             (CONNECTION_PANICS, "Panics caught inside a connection task; the process stays up."),
+            (CONNECTIONS_RESTED, "Times an idle HTTP/1.1 connection gave back its buffers (after 2 s waiting for a request)."),
             (RELOADS, "Config reloads by result (success, failure)."),
             (STORE_FLUSHES, "Usage store flushes by result (ok, replayed = a batch already applied, error)."),
             (STORE_ROWS, "Rows upserted into the usage store, by table (usage, violations)."),

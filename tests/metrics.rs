@@ -65,6 +65,7 @@ rules = ["per-key"]
         "tollgate_open_connections",
         "tollgate_config_reloads_total{",
         "tollgate_connection_panics_total",
+        "tollgate_connections_rested_total",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
     ] {

@@ -316,8 +316,8 @@ async fn a_client_that_leaves_cancels_the_request_it_left_waiting() {
 
 /// A connection that waits past `REST_AFTER` (2 s) for its next head gives back its buffers and
 /// reads that head through a 1 KiB buffer on the stack: a head several times longer still
-/// arrives whole. A connection with half a head buffered when the rest comes keeps it, and the
-/// head completes.
+/// arrives whole. A connection with half a head buffered when the rest comes keeps it (and its
+/// buffers: `tollgate_connections_rested_total` counts one rest), and the head completes.
 #[tokio::test]
 async fn a_connection_that_rested_still_reads_long_and_split_heads_whole() {
     let (_up, t) = behind_tollgate().await;
@@ -335,6 +335,14 @@ async fn a_connection_that_rested_still_reads_long_and_split_heads_whole() {
         .unwrap();
     // The watch looks 2 s after the connection began and again 2 s into the wait.
     tokio::time::sleep(Duration::from_millis(2600)).await;
+    // One rest: `rested` gave back its buffers; `split`, with half a head buffered, kept them.
+    let rests =
+        || async { metric_value(&metrics_text(&t).await, "tollgate_connections_rested_total") };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while rests().await < Some(1.0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rests().await, Some(1.0));
     split.s.write_all(b"st: x\r\n\r\n").await.unwrap();
     let answer = split.answer(false).await;
     assert_eq!(json(&answer.body)["path"], "/echo?n=2");

@@ -82,8 +82,8 @@ impl Hasher for IdentityHasher {
 
 type Map = DashMap<u64, Entry, BuildHasherDefault<IdentityHasher>>;
 
-/// Shards of every keyed map of the limiter (the table, the usage log). A sweep or an hour
-/// drain walks a map shard by shard, holding each shard's write lock while it walks it; a
+/// Shards of the limiter's maps that background threads walk (the table, by the sweeper and
+/// the hour drain; the usage log, by the flusher's drain). A walk goes shard by shard, holding each shard's write lock while it walks it; a
 /// request whose key falls in that shard waits, and on a current-thread runtime every request
 /// waits with it. dashmap's default (4 × cores: 8 here) made each hold an eighth of the keys,
 /// milliseconds at 100k keys; 128 shards cut it to under a thousand keys per 100k, for 16 KB.

@@ -99,6 +99,7 @@ where
                 }
                 if cx.heads.take_rest() && rbuf.is_empty() {
                     (rbuf, wbuf, spare) = (BytesMut::new(), Vec::new(), HeaderMap::new());
+                    cx.state.conn_metrics.rested.increment(1);
                 }
                 if rbuf.capacity() == 0 {
                     return poll_read_resting(&mut io, &mut rbuf, tcx);

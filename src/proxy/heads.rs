@@ -88,8 +88,10 @@ impl Heads {
     }
 
     /// Whether the watch asked the connection to give back its buffers since the last call.
+    /// Read on every poll of a waiting connection: a plain load, and the locked swap only when
+    /// the flag is set.
     pub fn take_rest(&self) -> bool {
-        self.rest.swap(false, Ordering::Relaxed)
+        self.rest.load(Ordering::Relaxed) && self.rest.swap(false, Ordering::Relaxed)
     }
 
     /// Ask the connection to finish the request in progress, if any, and close.

@@ -4,8 +4,8 @@
 use metrics::{Counter, Gauge, Histogram};
 
 use crate::telemetry::{
-    Metrics, CONNECTIONS, CONNECTION_PANICS, OPEN_CONNECTIONS, REQUESTS, REQUEST_DURATION,
-    UPSTREAM_DURATION, UPSTREAM_ERRORS,
+    Metrics, CONNECTIONS, CONNECTIONS_RESTED, CONNECTION_PANICS, OPEN_CONNECTIONS, REQUESTS,
+    REQUEST_DURATION, UPSTREAM_DURATION, UPSTREAM_ERRORS,
 };
 
 /// How a request was decided, for the `decision` label.
@@ -66,6 +66,8 @@ pub struct ConnMetrics {
     pub open: Gauge,
     pub accepted: Counter,
     pub panics: Counter,
+    /// Idle connections that gave back their buffers (the lean HTTP/1.1 path's rest).
+    pub rested: Counter,
 }
 
 impl ConnMetrics {
@@ -74,6 +76,7 @@ impl ConnMetrics {
             open: metrics.gauge(OPEN_CONNECTIONS, &[]),
             accepted: metrics.counter(CONNECTIONS, &[]),
             panics: metrics.counter(CONNECTION_PANICS, &[]),
+            rested: metrics.counter(CONNECTIONS_RESTED, &[]),
         }
     }
 }
