@@ -170,10 +170,15 @@ pub fn empty() -> TestBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-/// An address nothing listens on (bound, then closed).
+/// An address nothing listens on: a socket bound and never listening (a connection is
+/// refused), kept open for the rest of the test process. Bound and closed, as before, its port
+/// could be handed to another test's listener running in parallel.
 pub async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
+    addr
 }
 
 // ---------------------------------------------------------------- tollgate in-process
