@@ -25,6 +25,7 @@ use crate::proxy::listener::{self, ConnLimits};
 use crate::proxy::metrics::{ConnMetrics, RouteMetrics};
 use crate::proxy::service::ProxyState;
 use crate::proxy::tls;
+use crate::proxy::workers::Listeners;
 use crate::shutdown::{Shutdown, Tracker};
 use crate::store::startup::StoreTask;
 use crate::store::AnyStore;
@@ -97,9 +98,13 @@ impl App {
             runtime,
             raw,
         } = config;
-        let proxy_listener = bind("proxy", settings.listen).await?;
+        let proxy_listeners = Listeners::bind(&settings).map_err(|source| AppError::Bind {
+            what: "proxy",
+            addr: settings.listen,
+            source,
+        })?;
         let admin_listener = bind("admin", settings.admin.listen).await?;
-        let proxy_addr = proxy_listener
+        let proxy_addr = proxy_listeners
             .local_addr()
             .map_err(|e| AppError::Setup(e.to_string()))?;
         let admin_addr = admin_listener
@@ -136,14 +141,7 @@ impl App {
         let connections = Tracker::default();
         let readiness = Readiness::default();
         let limits = Arc::new(ConnLimits::new(&settings));
-        tokio::spawn(listener::serve(
-            proxy_listener,
-            state,
-            limits,
-            tls,
-            shutdown.subscribe(),
-            connections.clone(),
-        ));
+        let shared = listener::Shared::new(state, limits, tls, connections.clone());
         let admin_state = start_admin_plane(
             &settings,
             &readiness,
@@ -179,6 +177,10 @@ impl App {
             })?),
             None => None,
         };
+        // After the last step that can fail, so a failed build leaves no worker thread serving.
+        proxy_listeners
+            .serve(&shared, &shutdown, &settings, &opts.metrics)
+            .map_err(|e| AppError::Setup(format!("cannot start the proxy's workers: {e}")))?;
         let store_stop = Shutdown::default();
         let store_task = start_store(
             &settings,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate::config::{self, quick_config, Config, Overrides};
+use tollgate::config::{self, quick_config, Config, Overrides, RuntimeShape};
 use tollgate::limiter::MonotonicClock;
 use tollgate::store::{self, Store as _};
 use tollgate::telemetry::{init_tracing, LogFormat, Metrics};
@@ -58,6 +58,10 @@ struct Cli {
     /// Tokio worker threads (0 = one per core); overrides server.workers.
     #[arg(long, env = "TOLLGATE_WORKERS")]
     workers: Option<usize>,
+    /// How workers share connections: per_worker (own runtime and SO_REUSEPORT socket each) or
+    /// work_stealing; overrides server.runtime.
+    #[arg(long, env = "TOLLGATE_RUNTIME")]
+    runtime: Option<String>,
     /// Tracked (rule, key) pairs at most; overrides limits.max_keys.
     #[arg(long, env = "TOLLGATE_MAX_KEYS")]
     max_keys: Option<usize>,
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         admin_read_token: cli.admin_read_token.clone(),
         log: cli.log.clone(),
         workers: cli.workers,
+        runtime: cli.runtime.clone(),
         max_keys: cli.max_keys,
         no_store: cli.no_store,
         database_url: cli.database_url.clone(),
@@ -279,13 +284,16 @@ fn run(
     overrides: Overrides,
     metrics: Metrics,
 ) -> anyhow::Result<()> {
-    // One worker: a current-thread runtime skips the work-stealing scheduler's bookkeeping.
-    let mut rt = match config.settings.workers {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        0 => tokio::runtime::Builder::new_multi_thread(),
-        n => {
+    // Per worker (and any single worker): the main thread runs worker 0 on a current-thread
+    // runtime, which skips the work-stealing scheduler's bookkeeping; `App::build` starts the
+    // others on their own threads.
+    let workers = config.settings.proxy_workers();
+    let mut rt = match config.settings.runtime {
+        _ if workers == 1 => tokio::runtime::Builder::new_current_thread(),
+        RuntimeShape::PerWorker => tokio::runtime::Builder::new_current_thread(),
+        RuntimeShape::WorkStealing => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
+            b.worker_threads(workers);
             b
         }
     };

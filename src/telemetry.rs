@@ -25,6 +25,7 @@ pub const EVICTIONS: &str = "tollgate_limiter_evictions_total";
 pub const OVERFLOW: &str = "tollgate_limiter_overflow_total";
 pub const OPEN_CONNECTIONS: &str = "tollgate_open_connections";
 pub const CONNECTIONS: &str = "tollgate_connections_total";
+pub const WORKER_CONNECTIONS: &str = "tollgate_worker_connections_total";
 pub const CONNECTION_PANICS: &str = "tollgate_connection_panics_total";
 pub const CONNECTIONS_RESTED: &str = "tollgate_connections_rested_total";
 pub const RELOADS: &str = "tollgate_config_reloads_total";
@@ -113,6 +114,7 @@ impl Metrics {
             (OVERFLOW, "Requests counted in a rule's shared overflow bucket because max_keys was reached."),
             (CONNECTIONS, "Client connections accepted."),
             (CONNECTION_PANICS, "Panics caught inside a connection task; the process stays up."),
+            (WORKER_CONNECTIONS, "Client connections accepted, by proxy worker: how SO_REUSEPORT spread them (one accept loop, worker 0, under work_stealing)."),
             (CONNECTIONS_RESTED, "Times an idle HTTP/1.1 connection gave back its buffers (after 2 s waiting for a request)."),
             (RELOADS, "Config reloads by result (success, failure)."),
             (STORE_FLUSHES, "Usage store flushes by result (ok, replayed = a batch already applied, error)."),

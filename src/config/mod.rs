@@ -21,8 +21,8 @@ pub use parse::duration as parse_duration;
 pub use quick::{quick_config, Overrides};
 pub use raw::RawConfig;
 pub use settings::{
-    AdminSettings, AlertSettings, DatabaseSettings, FeedSettings, LogSettings, Settings, TlsFiles,
-    UpstreamSettings, WebhookSettings,
+    AdminSettings, AlertSettings, DatabaseSettings, FeedSettings, LogSettings, RuntimeShape,
+    Settings, TlsFiles, UpstreamSettings, WebhookSettings,
 };
 pub use validate::{validate, RuntimeConfig};
 

@@ -48,6 +48,8 @@ pub struct Overrides {
     pub admin_read_token: Option<String>,
     pub log: Option<String>,
     pub workers: Option<usize>,
+    /// --runtime: server.runtime.
+    pub runtime: Option<String>,
     /// --max-keys: limits.max_keys.
     pub max_keys: Option<usize>,
     /// --no-store: database.enabled = false (usage in memory only).
@@ -75,6 +77,9 @@ impl Overrides {
         }
         if let Some(v) = self.workers {
             raw.server.workers = Some(v);
+        }
+        if let Some(v) = &self.runtime {
+            raw.server.runtime = Some(v.clone());
         }
         if let Some(v) = self.max_keys {
             raw.limits.max_keys = Some(v);

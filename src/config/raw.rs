@@ -45,8 +45,11 @@ pub struct RawConfig {
 pub struct RawServer {
     /// Address the proxy listens on. Default 127.0.0.1:8080.
     pub listen: Option<String>,
-    /// Tokio worker threads; 0 or absent means one per core; 1 runs a current-thread runtime.
+    /// Proxy worker threads; 0 or absent means one per core.
     pub workers: Option<usize>,
+    /// How workers share connections: "per_worker" (default: each worker its own current-thread
+    /// runtime and its own SO_REUSEPORT listener) or "work_stealing" (one multi-thread runtime).
+    pub runtime: Option<String>,
     pub tls: Option<RawTls>,
     /// Deadline for a whole request head (slowloris guard). Default "10s".
     pub header_timeout: Option<String>,

@@ -12,8 +12,9 @@ use crate::telemetry::LogFormat;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
-    /// Tokio worker threads; 0 = one per core.
+    /// Proxy worker threads; 0 = one per core (see [`Settings::proxy_workers`]).
     pub workers: usize,
+    pub runtime: RuntimeShape,
     pub tls: Option<TlsFiles>,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -27,6 +28,38 @@ pub struct Settings {
     pub sweep_interval: Duration,
     pub log: LogSettings,
     pub database: DatabaseSettings,
+}
+
+/// How the proxy's workers share connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeShape {
+    /// Each worker is a thread with its own current-thread runtime and its own listening socket
+    /// (SO_REUSEPORT): the kernel spreads new connections over the sockets, and a connection
+    /// stays on the thread that accepted it. Worker 0 is the main thread, which also runs the
+    /// admin plane.
+    PerWorker,
+    /// One multi-thread Tokio runtime whose workers steal tasks from each other, on one socket.
+    WorkStealing,
+}
+
+impl RuntimeShape {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "per_worker" => Some(Self::PerWorker),
+            "work_stealing" => Some(Self::WorkStealing),
+            _ => None,
+        }
+    }
+}
+
+impl Settings {
+    /// `workers`, with 0 resolved to the number of cores this process may run on.
+    pub fn proxy_workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// The write-behind usage store.

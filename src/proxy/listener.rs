@@ -21,6 +21,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -118,21 +119,51 @@ async fn sniff(stream: &TcpStream, deadline: Duration) -> Option<Proto> {
     })
 }
 
+/// What every worker's accept loop shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub state: Arc<ProxyState>,
+    pub limits: Arc<ConnLimits>,
+    pub tls: Option<TlsAcceptor>,
+    /// `max_connections`, over all workers together.
+    pub slots: Arc<Semaphore>,
+    /// Open connections, which shutdown drains.
+    pub tracker: Tracker,
+}
+
+impl Shared {
+    pub fn new(
+        state: Arc<ProxyState>,
+        limits: Arc<ConnLimits>,
+        tls: Option<TlsAcceptor>,
+        tracker: Tracker,
+    ) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            state,
+            limits,
+            tls,
+            tracker,
+        }
+    }
+}
+
 /// Accept until `shutdown` flips, then stop accepting; open connections finish gracefully.
+/// `accepted` counts this accept loop's connections (its worker's).
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<ProxyState>,
-    limits: Arc<ConnLimits>,
-    tls: Option<TlsAcceptor>,
+    shared: Shared,
+    accepted: Counter,
     mut shutdown: watch::Receiver<bool>,
-    tracker: Tracker,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let Shared {
+        state,
+        limits,
+        tls,
+        slots,
+        tracker,
+    } = shared;
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = crate::shutdown::stopped(&mut shutdown) => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(conn) => conn,
@@ -144,6 +175,15 @@ pub async fn serve(
             },
             _ = crate::shutdown::stopped(&mut shutdown) => break,
         };
+        // The slot is taken after the accept: a worker waiting to accept holds none, so the
+        // cap is the same whichever worker's socket the kernel hands a connection to. Past the
+        // cap, each worker holds one accepted connection unserved and the rest wait in the
+        // backlog.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
+        };
+        accepted.increment(1);
         let _ = stream.set_nodelay(true);
         let (state, limits, tls, shutdown) =
             (state.clone(), limits.clone(), tls.clone(), shutdown.clone());

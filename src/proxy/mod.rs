@@ -19,3 +19,4 @@ pub mod respond;
 pub mod route;
 pub mod service;
 pub mod tls;
+pub mod workers;

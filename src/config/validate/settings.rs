@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::super::parse;
 use super::super::raw::RawConfig;
-use super::super::settings::{DatabaseSettings, LogSettings, Settings, TlsFiles, UpstreamSettings};
+use super::super::settings::{
+    DatabaseSettings, LogSettings, RuntimeShape, Settings, TlsFiles, UpstreamSettings,
+};
 use super::{addr, Errors};
 use crate::store::StoreTarget;
 use crate::telemetry::LogFormat;
@@ -54,6 +56,7 @@ pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
     let settings = Settings {
         listen: listen?,
         workers: s.workers.unwrap_or(0),
+        runtime: runtime_shape(s.runtime.as_deref(), errs),
         tls: s.tls.as_ref().map(|t| TlsFiles {
             cert: PathBuf::from(&t.cert),
             key: PathBuf::from(&t.key),
@@ -116,6 +119,19 @@ fn upstream(raw: &RawConfig, errs: &mut Errors) -> UpstreamSettings {
         pool_max_idle: u.pool_max_idle.unwrap_or(256),
         ca_file: u.ca_file.as_ref().map(PathBuf::from),
     }
+}
+
+fn runtime_shape(text: Option<&str>, errs: &mut Errors) -> RuntimeShape {
+    let Some(text) = text else {
+        return RuntimeShape::PerWorker;
+    };
+    RuntimeShape::parse(text).unwrap_or_else(|| {
+        errs.push(
+            "server.runtime",
+            format!("expected \"per_worker\" or \"work_stealing\", got {text:?}"),
+        );
+        RuntimeShape::PerWorker
+    })
 }
 
 fn log(raw: &RawConfig, errs: &mut Errors) -> LogSettings {
