@@ -235,7 +235,7 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<(usize, StatusCode, Version, Fiel
     let base = buf.as_ptr() as usize;
     let mut fields = Fields::new();
     for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
+        let name = super::names::header_name(h.name.as_bytes())
             .map_err(|_| invalid("invalid response header name"))?;
         let start = h.value.as_ptr() as usize - base;
         fields.push((name, start..start + h.value.len()));

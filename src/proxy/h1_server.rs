@@ -257,7 +257,7 @@ fn parse(buf: &mut BytesMut, max_headers: usize, spare: &mut HeaderMap) -> Optio
     let mut fields = smallvec::SmallVec::<[(HeaderName, usize, usize); 24]>::new();
     let mut close = false;
     for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+        let Ok(name) = super::names::header_name(h.name.as_bytes()) else {
             return Some(Parsed::NotOurs);
         };
         let value = h.value;

@@ -14,6 +14,7 @@ mod heads;
 mod io;
 pub mod listener;
 pub mod metrics;
+mod names;
 pub mod pool;
 pub mod respond;
 pub mod route;
