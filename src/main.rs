@@ -55,7 +55,7 @@ struct Cli {
     /// Quick mode: the key, e.g. ip, header:x-api-key, query:key, or several joined by commas.
     #[arg(long, default_value = "ip")]
     key: String,
-    /// Tokio worker threads (0 = one per core); overrides server.workers.
+    /// Proxy worker threads (0 = one per core); overrides server.workers.
     #[arg(long, env = "TOLLGATE_WORKERS")]
     workers: Option<usize>,
     /// How workers share connections: per_worker (own runtime and SO_REUSEPORT socket each) or

@@ -4,8 +4,15 @@
 
 mod support;
 
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Response;
+use hyper_util::rt::TokioIo;
 
 use support::*;
 use tollgate::limiter::ManualClock;
@@ -52,12 +59,39 @@ async fn accepted_by(t: &TestTollgate, worker: usize) -> Option<f64> {
     )
 }
 
-fn own_thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
+/// The names of a process's threads.
+fn thread_names(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .map(|n| n.trim().to_string())
         .collect()
+}
+
+/// An upstream that counts the requests it has received and answers each after `delay`.
+async fn counting_upstream(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, Infallible>(Response::new(full("slow done")))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
 }
 
 #[tokio::test]
@@ -72,10 +106,6 @@ async fn connections_spread_over_per_worker_runtimes_that_share_one_limit() {
         None,
     )
     .await;
-    assert!(
-        own_thread_names().iter().any(|n| n == "tg-worker-1"),
-        "worker 1 runs on a thread of its own"
-    );
     let answers = fresh_connections(&t, 64, "/", "k").await;
     let allowed = answers.iter().filter(|a| status(a) == "200").count();
     let denied = answers.iter().filter(|a| status(a) == "429").count();
@@ -106,37 +136,39 @@ async fn connections_spread_over_per_worker_runtimes_that_share_one_limit() {
 
 #[tokio::test]
 async fn a_shutdown_drains_requests_in_flight_on_every_worker() {
-    let up = Upstream::start("up").await;
+    const IN_FLIGHT: usize = 32;
+    let (upstream, received) = counting_upstream(Duration::from_millis(1000)).await;
     let t = TestTollgate::from_text(
         &format!(
-            "{}[[routes]]\nname = \"r\"\nupstreams = [\"{}\"]\n",
-            two_workers(""),
-            up.url()
+            "{}[[routes]]\nname = \"r\"\nupstreams = [\"{upstream}\"]\n",
+            two_workers("")
         ),
         None,
     )
     .await;
-    let slow: Vec<_> = (0..16)
+    let slow: Vec<_> = (0..IN_FLIGHT)
         .map(|_| {
             let addr = t.proxy;
             tokio::spawn(async move {
                 exchange(
                     addr,
-                    b"GET /slow?ms=1000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                 )
                 .await
             })
         })
         .collect();
-    // Every request is in flight before the shutdown.
+    // Every request has reached the upstream (so it is in flight, not only accepted) before
+    // the shutdown.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while accepted_by(&t, 0).await.unwrap_or(0.0) + accepted_by(&t, 1).await.unwrap_or(0.0) < 16.0 {
+    while received.load(Ordering::SeqCst) < IN_FLIGHT {
         assert!(
             std::time::Instant::now() < deadline,
-            "16 connections accepted"
+            "{IN_FLIGHT} requests at the upstream"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // 32 connections: the chance that none went to worker 1 is 2^-32.
     assert!(
         accepted_by(&t, 1).await.unwrap_or(0.0) > 0.0,
         "worker 1 holds some of them"
@@ -148,6 +180,31 @@ async fn a_shutdown_drains_requests_in_flight_on_every_worker() {
         assert!(answer.ends_with("slow done"), "{answer}");
     }
     t.stop().await;
+}
+
+/// The binary's own runtimes: per_worker runs worker 1 on `tg-worker-1`, work_stealing runs
+/// tokio's multi-thread workers and no thread of ours; both serve.
+#[tokio::test]
+async fn the_binary_runs_each_runtime_shape() {
+    let (_dir, path) = config_file("[[routes]]\nname = \"r\"\n[routes.direct]\nbody = \"ok\"\n");
+    for shape in ["per_worker", "work_stealing"] {
+        let bin = Binary::start(&path, &["--workers", "2", "--runtime", shape]);
+        for _ in 0..16 {
+            let answer = exchange(
+                bin.proxy,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            assert!(answer.ends_with("ok"), "{shape}: {answer}");
+        }
+        let names = thread_names(bin.pid());
+        let ours = names.iter().filter(|n| n.starts_with("tg-worker-")).count();
+        let tokio_workers = names.iter().filter(|n| *n == "tokio-rt-worker").count();
+        match shape {
+            "per_worker" => assert_eq!(ours, 1, "{names:?}"),
+            _ => assert!(ours == 0 && tokio_workers >= 2, "{names:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -208,15 +265,24 @@ async fn a_port_held_by_a_worker_group_cannot_be_bound_again() {
 }
 
 #[test]
-fn an_unknown_runtime_is_a_config_error() {
-    let metrics = tollgate::telemetry::Metrics::new();
-    let text = two_workers("runtime = \"fibers\"\n");
-    let Err(err) = tollgate::config::load(&text, "test", &metrics) else {
-        panic!("runtime = \"fibers\" was accepted");
-    };
-    let shown = err.to_string();
-    assert!(
-        shown.contains("server.runtime") && shown.contains("\"per_worker\" or \"work_stealing\""),
-        "{shown}"
-    );
+fn bad_worker_settings_are_config_errors() {
+    for (text, field, reason) in [
+        (
+            two_workers("runtime = \"fibers\"\n"),
+            "server.runtime",
+            "\"per_worker\" or \"work_stealing\"",
+        ),
+        (
+            two_workers("").replace("workers = 2", "workers = 100000"),
+            "server.workers",
+            "at most 1024",
+        ),
+    ] {
+        let metrics = tollgate::telemetry::Metrics::new();
+        let Err(err) = tollgate::config::load(&text, "test", &metrics) else {
+            panic!("accepted: {text}");
+        };
+        let shown = err.to_string();
+        assert!(shown.contains(field) && shown.contains(reason), "{shown}");
+    }
 }

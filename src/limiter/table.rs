@@ -25,9 +25,9 @@
 //! Past a few thousand keys the probe's cache miss on the bucket is most of the wall time (the
 //! `floor_std_hashmap*` benches show what a bare `HashMap` pays for the same lookups); the
 //! instructions around it are ~340 per decision (callgrind; ~960 before keys were hashed from
-//! their parts and one-check requests got their own path). The map keeps DashMap's default
-//! shard count (4 × cores, rounded up to a power of two): 64 shards measured no different from
-//! 8 with two threads on two cores.
+//! their parts and one-check requests got their own path). The map has [`SHARDS`] shards, not
+//! DashMap's default (4 × cores): a sweep or an hour drain holds one shard's lock while it walks
+//! it, and a smaller shard is a shorter wait for the requests whose keys fall in it.
 //!
 //! # Bound
 //! At most `max_keys` client entries are tracked. Once full, a request for a new key is counted

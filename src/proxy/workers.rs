@@ -57,7 +57,9 @@ impl Listeners {
 
     /// Worker 0 on the caller's runtime, each other worker on a thread of its own. Every worker
     /// stops accepting when `shutdown` fires, then keeps its connections until the shared
-    /// tracker drains (or `drain_timeout` passes).
+    /// tracker drains (or `drain_timeout` passes). On an error no worker is left serving: the
+    /// runtimes are all built before any thread starts, and a thread that cannot start fires
+    /// `shutdown` for those already started.
     pub fn serve(
         self,
         shared: &Shared,
@@ -67,21 +69,20 @@ impl Listeners {
     ) -> io::Result<()> {
         let accepted =
             |n: usize| metrics.counter(WORKER_CONNECTIONS, &[("worker", &n.to_string())]);
-        tokio::spawn(listener::serve(
-            self.first,
-            shared.clone(),
-            accepted(0),
-            shutdown.subscribe(),
-        ));
-        for (i, socket) in self.rest.into_iter().enumerate() {
+        let runtimes = self
+            .rest
+            .iter()
+            .map(|_| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        for (i, (socket, runtime)) in self.rest.into_iter().zip(runtimes).enumerate() {
             let n = i + 1;
-            // Built here, so a failure is the caller's error rather than a thread's log line.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let (shared, accepted, stop) = (shared.clone(), accepted(n), shutdown.subscribe());
             let drain = settings.drain_timeout;
-            std::thread::Builder::new()
+            let started = std::thread::Builder::new()
                 .name(format!("tg-worker-{n}"))
                 .spawn(move || {
                     runtime.block_on(async move {
@@ -97,8 +98,18 @@ impl Listeners {
                         // The connections are this runtime's tasks: dropping it would cut them.
                         tracker.drain(drain).await;
                     })
-                })?;
+                });
+            if let Err(e) = started {
+                shutdown.trigger();
+                return Err(e);
+            }
         }
+        tokio::spawn(listener::serve(
+            self.first,
+            shared.clone(),
+            accepted(0),
+            shutdown.subscribe(),
+        ));
         Ok(())
     }
 }
@@ -121,7 +132,10 @@ fn listening(socket: Socket, addr: SocketAddr) -> io::Result<std::net::TcpListen
 /// A plain bind comes first and must succeed: it fails when anything else listens there,
 /// including another process's SO_REUSEPORT group (a second tollgate started by mistake), which
 /// the group's own binds would join without a word and then share its connections. It also
-/// turns port 0 into the one port every socket of the group binds.
+/// turns port 0 into the one port every socket of the group binds. The probe stays bound (not
+/// listening, which the group's binds allow) until the group is bound, so the port cannot be
+/// handed to anyone else in between, as port 0's could to another `bind` or a `connect`. Two
+/// instances started at the same instant can still both pass their probes.
 fn reuseport_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
     let probe = socket(addr)?;
     probe.bind(&addr.into())?;
@@ -129,14 +143,15 @@ fn reuseport_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::T
         .local_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("the bound address is not an IP socket address"))?;
-    drop(probe);
-    (0..count)
+    let group = (0..count)
         .map(|_| {
             let s = socket(addr)?;
             s.set_reuse_port(true)?;
             listening(s, addr)
         })
-        .collect()
+        .collect();
+    drop(probe);
+    group
 }
 
 #[cfg(test)]
@@ -145,6 +160,18 @@ mod tests {
 
     #[test]
     fn a_group_shares_one_port_and_refuses_a_port_in_use() {
+        // A fixed port too: the probe, still bound, must not stop the group's binds.
+        // (A port just freed may be taken by a parallel test before the group binds it: retry.)
+        let (fixed, fixed_group) = (0..5)
+            .find_map(|_| {
+                let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let fixed = free.local_addr().unwrap();
+                drop(free);
+                reuseport_group(fixed, 2).ok().map(|g| (fixed, g))
+            })
+            .expect("a group on a fixed free port");
+        assert!(fixed_group.iter().all(|l| l.local_addr().unwrap() == fixed));
+        drop(fixed_group);
         let group = reuseport_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
         let ports: Vec<u16> = group
             .iter()

@@ -33,6 +33,9 @@ pub(super) fn dur(
         .unwrap_or(Duration::from_secs(default))
 }
 
+/// More threads than this is a typo, not a machine: each is a thread and a runtime.
+const MAX_WORKERS: usize = 1024;
+
 fn positive(
     errs: &mut Errors,
     field: &str,
@@ -55,7 +58,16 @@ pub(super) fn settings(raw: &RawConfig, errs: &mut Errors) -> Option<Settings> {
     let idle_timeout = dur(errs, "server.idle_timeout", &s.idle_timeout, 60);
     let settings = Settings {
         listen: listen?,
-        workers: s.workers.unwrap_or(0),
+        workers: {
+            let workers = s.workers.unwrap_or(0);
+            if workers > MAX_WORKERS {
+                errs.push(
+                    "server.workers",
+                    format!("must be at most {MAX_WORKERS} (0 means one per core), got {workers}"),
+                );
+            }
+            workers
+        },
         runtime: runtime_shape(s.runtime.as_deref(), errs),
         tls: s.tls.as_ref().map(|t| TlsFiles {
             cert: PathBuf::from(&t.cert),
