@@ -12,7 +12,7 @@ ALL="spread zipf hot quota-boundary mixed-h2 tls large-body idle-conns memory"
 
 usage() {
     echo "usage: loadtest/run.sh SCENARIO... | all | smoke | list"
-    echo "scenarios: $ALL (and pg-outage, which needs Postgres)"
+    echo "scenarios: $ALL (and pg-outage, which needs Postgres; paced-oha, which needs oha)"
 }
 
 smoke() {
