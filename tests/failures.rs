@@ -121,6 +121,55 @@ upstreams = ["{}"]
     t.stop().await;
 }
 
+/// With `response_timeout` at least `header_timeout`, a lean HTTP/1.1 connection's watch keeps
+/// the response deadline instead of a timer per forward. A forward past it gets its 504 near the
+/// deadline, one within it but longer than `header_timeout` is answered, and the next request on
+/// the same connection is not caught by the last one's deadline.
+#[tokio::test]
+async fn a_response_deadline_kept_by_the_connections_watch_answers_504_on_time() {
+    let up = Upstream::start("a").await;
+    let t = start_with_server(
+        "header_timeout = \"300ms\"",
+        &format!(
+            "[upstream]\nresponse_timeout = \"900ms\"\n[[routes]]\nname = \"slow\"\nupstreams = [\"{}\"]\n",
+            up.url()
+        ),
+    )
+    .await;
+    let client = h1_client();
+    // Longer than header_timeout, within response_timeout: answered.
+    let r = send(&client, "GET", &t.url("/slow?ms=600"), &[], empty()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "slow done");
+    // Past response_timeout: a 504 near the deadline, well before the upstream would answer.
+    let started = std::time::Instant::now();
+    let r = send(&client, "GET", &t.url("/slow?ms=5000"), &[], empty()).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["error"], "gateway_timeout");
+    assert!(
+        took >= Duration::from_millis(850) && took < Duration::from_millis(4000),
+        "the 504 came after {took:?}, for a 900 ms deadline"
+    );
+    // The same connection goes on, and its next forward starts a deadline of its own.
+    let r = send(&client, "GET", &t.url("/slow?ms=600"), &[], empty()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = metrics_text(&t).await;
+    assert_eq!(
+        metric_value(&m, "tollgate_connections_total"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"tollgate_upstream_errors_total{route="slow",kind="timeout"}"#
+        ),
+        Some(1.0)
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn a_malformed_request_line_gets_400_and_others_are_still_served() {
     let t = TestTollgate::start(DIRECT).await;

@@ -22,6 +22,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::headers::{strip_hop_by_hop, wants_upgrade, Forwarding};
+use super::heads::{Expiring, Heads};
 use super::pool::{Pool, SendError, UpstreamBody};
 use super::respond::ProxyError;
 use super::route::{Route, Upstream};
@@ -108,11 +109,19 @@ pub fn outbound(
     })
 }
 
-/// Send an outbound request over `pool` within `response_timeout` and return its response,
+/// What keeps a forward's response deadline (`upstream.response_timeout`).
+pub enum Deadline {
+    /// A timer of this length, per forward.
+    Timer(Duration),
+    /// The connection's watch, which flags the forward once it is due.
+    Watched(Arc<Heads>),
+}
+
+/// Send an outbound request over `pool` within its deadline and return its response,
 /// streaming; failures are counted on the route and mapped to 502/504.
 pub async fn send(
     pool: &Pool,
-    response_timeout: Duration,
+    deadline: Deadline,
     route: &Route,
     upstream: &Upstream,
     out: Outbound,
@@ -122,7 +131,11 @@ pub async fn send(
         client_upgrade,
     } = out;
     let started = Instant::now();
-    let sent = tokio::time::timeout(response_timeout, pool.send(upstream, req)).await;
+    let exchange = pool.send(upstream, req);
+    let sent = match deadline {
+        Deadline::Timer(limit) => tokio::time::timeout(limit, exchange).await.map_err(drop),
+        Deadline::Watched(heads) => Expiring::new(exchange, heads).await,
+    };
     route
         .metrics
         .upstream_duration

@@ -51,6 +51,9 @@ pub struct Ctx {
     /// The most bytes of a head buffered before hyper takes over to answer 431 (hyper's
     /// `max_buf_size`).
     pub max_head: usize,
+    /// The connection's watch keeps each forward's response deadline (see
+    /// [`Heads::next_deadline`]): no timer per forward.
+    pub response_watched: bool,
 }
 
 /// How the lean path ended.
@@ -113,7 +116,12 @@ where
         let mut open = Open::enter(&cx.heads);
         let (head_only, close) = (head.req.method() == Method::HEAD, head.close);
         let handled = guarded_now(&cx.state.conn_metrics.panics, || {
-            handle(&cx.state, head.req, &cx.client)
+            handle(
+                &cx.state,
+                head.req,
+                &cx.client,
+                cx.response_watched.then_some(&cx.heads),
+            )
         });
         // Read once the answer is ready: a wind-down may begin while a forward is awaited.
         let closes = || close || cx.heads.closing();
@@ -126,6 +134,9 @@ where
             }
             Handled::Forward(fwd) => {
                 open.await_upstream();
+                if cx.response_watched {
+                    cx.heads.forward_started();
+                }
                 let Some(resp) = until_client_leaves(fwd, &mut io, &mut rbuf).await else {
                     return Ok(Ended::Closed);
                 };

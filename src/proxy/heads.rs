@@ -12,6 +12,7 @@
 //! connection began waiting for it, however its bytes trickle in. A request in progress (its
 //! response still being answered or streamed) is not waiting for a head.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,11 @@ pub struct Heads {
     rest: AtomicBool,
     /// `waiting_since_ms` of the wait in which `rest` was last set: once per wait.
     rested_since_ms: AtomicU64,
+    /// When the forward in flight began waiting on its upstream, in ms after `born`, where the
+    /// watch keeps the response deadline (see [`Expiring`]).
+    forward_since_ms: AtomicU64,
+    /// The watch found that forward past `upstream.response_timeout`.
+    expired: AtomicBool,
 }
 
 /// How long a connection waits for its next head before the lean path gives back its read and
@@ -74,7 +80,17 @@ impl Heads {
             closing: AtomicBool::new(false),
             rest: AtomicBool::new(false),
             rested_since_ms: AtomicU64::new(u64::MAX),
+            forward_since_ms: AtomicU64::new(0),
+            expired: AtomicBool::new(false),
         }
+    }
+
+    /// A forward begins waiting on its upstream, and the watch keeps its response deadline.
+    /// One at a time: the connections that use it answer their requests in order.
+    pub fn forward_started(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.forward_since_ms.store(ms, Ordering::Relaxed);
+        self.expired.store(false, Ordering::Relaxed);
     }
 
     /// When the watch first looks: at the first head's deadline, or, where every head is
@@ -112,7 +128,17 @@ impl Heads {
     /// At a deadline set earlier: has a head been missed, and when to look again. Only the first
     /// head is watched unless `every_head`. A wait for a head that has lasted [`REST_AFTER`]
     /// (and is shorter than `timeout`) also asks the connection to rest, once per wait.
-    pub fn next_deadline(&self, timeout: Duration, every_head: bool, now: Instant) -> Deadline {
+    ///
+    /// `response`: the response deadline this watch keeps for a forward in flight (see
+    /// [`Heads::forward_started`]), if any. It must be at least `timeout`: the watch then wakes
+    /// before it is due whatever it was armed for when the forward began, and wakes again at it.
+    pub fn next_deadline(
+        &self,
+        timeout: Duration,
+        every_head: bool,
+        now: Instant,
+        response: Option<Duration>,
+    ) -> Deadline {
         if !self.started.load(Ordering::Relaxed) {
             // The watch may look early (at `REST_AFTER`, see `first_look`).
             let due = self.born + timeout;
@@ -126,7 +152,17 @@ impl Heads {
             return Deadline::None;
         }
         if self.open.load(Ordering::Relaxed) > 0 {
-            return Deadline::At(now + timeout);
+            let next = now + timeout;
+            let Some(limit) = response.filter(|_| self.awaiting_upstream()) else {
+                return Deadline::At(next);
+            };
+            let since = Duration::from_millis(self.forward_since_ms.load(Ordering::Relaxed));
+            let due = self.born + since + limit;
+            if now < due {
+                return Deadline::At(next.min(due));
+            }
+            self.expired.store(true, Ordering::Relaxed);
+            return Deadline::At(next);
         }
         let since_ms = self.waiting_since_ms.load(Ordering::Relaxed);
         let since = self.born + Duration::from_millis(since_ms);
@@ -190,6 +226,34 @@ impl Drop for Open {
 }
 
 pin_project! {
+    /// A forward whose response deadline the connection's watch keeps: it ends with `Err(())`
+    /// once the watch has found it due. Costs a load per poll instead of a timer per forward.
+    pub struct Expiring<F> {
+        #[pin]
+        inner: F,
+        heads: Arc<Heads>,
+    }
+}
+
+impl<F> Expiring<F> {
+    pub fn new(inner: F, heads: Arc<Heads>) -> Self {
+        Self { inner, heads }
+    }
+}
+
+impl<F: Future> Future for Expiring<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.heads.expired.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(()));
+        }
+        this.inner.poll(cx).map(Ok)
+    }
+}
+
+pin_project! {
     /// A response body that ends its request's `Open` when hyper drops it.
     pub struct Counted {
         #[pin]
@@ -236,10 +300,19 @@ mod tests {
         let heads = Arc::new(Heads::new(born));
         // An early look (every head watched) waits on for the first head's deadline.
         let early = born + Heads::first_look(T, true);
-        assert_eq!(heads.next_deadline(T, true, early), Deadline::At(born + T));
-        assert_eq!(heads.next_deadline(T, false, born + T), Deadline::Missed);
+        assert_eq!(
+            heads.next_deadline(T, true, early, None),
+            Deadline::At(born + T)
+        );
+        assert_eq!(
+            heads.next_deadline(T, false, born + T, None),
+            Deadline::Missed
+        );
         drop(Open::enter(&heads));
-        assert_eq!(heads.next_deadline(T, false, born + T), Deadline::None);
+        assert_eq!(
+            heads.next_deadline(T, false, born + T, None),
+            Deadline::None
+        );
     }
 
     #[test]
@@ -249,7 +322,7 @@ mod tests {
         let open = Open::enter(&heads);
         // In progress: not waiting for a head, however long it takes.
         assert_eq!(
-            heads.next_deadline(T, true, born + 3 * T),
+            heads.next_deadline(T, true, born + 3 * T, None),
             Deadline::At(born + 4 * T)
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -257,8 +330,11 @@ mod tests {
         let since = heads.waiting_since_ms.load(Ordering::Relaxed);
         assert!(since >= 20, "waiting since {since} ms");
         let due = born + Duration::from_millis(since) + T;
-        assert_eq!(heads.next_deadline(T, true, due - T / 2), Deadline::At(due));
-        assert_eq!(heads.next_deadline(T, true, due), Deadline::Missed);
+        assert_eq!(
+            heads.next_deadline(T, true, due - T / 2, None),
+            Deadline::At(due)
+        );
+        assert_eq!(heads.next_deadline(T, true, due, None), Deadline::Missed);
     }
 
     #[test]
@@ -269,36 +345,39 @@ mod tests {
         let since = born + Duration::from_millis(heads.waiting_since_ms.load(Ordering::Relaxed));
         // Early in the wait: look again when it has lasted REST_AFTER.
         assert_eq!(
-            heads.next_deadline(T, true, since),
+            heads.next_deadline(T, true, since, None),
             Deadline::At(since + REST_AFTER)
         );
         assert!(!heads.take_rest());
         assert_eq!(
-            heads.next_deadline(T, true, since + REST_AFTER),
+            heads.next_deadline(T, true, since + REST_AFTER, None),
             Deadline::At(since + T)
         );
         assert!(heads.take_rest());
         assert!(!heads.take_rest(), "taken once");
         // The same wait does not ask again.
         assert_eq!(
-            heads.next_deadline(T, true, since + 2 * REST_AFTER),
+            heads.next_deadline(T, true, since + 2 * REST_AFTER, None),
             Deadline::At(since + T)
         );
         assert!(!heads.take_rest());
         // A request in progress is not resting.
         let open = Open::enter(&heads);
         let later = since + 3 * REST_AFTER;
-        assert_eq!(heads.next_deadline(T, true, later), Deadline::At(later + T));
+        assert_eq!(
+            heads.next_deadline(T, true, later, None),
+            Deadline::At(later + T)
+        );
         assert!(!heads.take_rest());
         drop(open);
         // Where the head deadline comes first, there is nothing to rest for.
         let since = born + Duration::from_millis(heads.waiting_since_ms.load(Ordering::Relaxed));
         assert_eq!(
-            heads.next_deadline(REST_AFTER, true, since),
+            heads.next_deadline(REST_AFTER, true, since, None),
             Deadline::At(since + REST_AFTER)
         );
         assert_eq!(
-            heads.next_deadline(REST_AFTER, true, since + REST_AFTER),
+            heads.next_deadline(REST_AFTER, true, since + REST_AFTER, None),
             Deadline::Missed
         );
         assert!(!heads.take_rest());
@@ -329,10 +408,55 @@ mod tests {
         let (a, b) = (Open::enter(&heads), Open::enter(&heads));
         drop(a);
         assert_eq!(
-            heads.next_deadline(T, true, born + 5 * T),
+            heads.next_deadline(T, true, born + 5 * T, None),
             Deadline::At(born + 6 * T)
         );
         drop(b);
-        assert_eq!(heads.next_deadline(T, true, born + 5 * T), Deadline::Missed);
+        assert_eq!(
+            heads.next_deadline(T, true, born + 5 * T, None),
+            Deadline::Missed
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_flags_a_forward_past_its_response_deadline() {
+        use futures_util::FutureExt;
+        let born = Instant::now();
+        let heads = Arc::new(Heads::new(born));
+        let mut open = Open::enter(&heads);
+        open.await_upstream();
+        heads.forward_started();
+        let (limit, start) = (3 * T, born);
+        // Before it is due, the watch wakes at the sooner of its head look and the deadline.
+        let now = start + T;
+        assert_eq!(
+            heads.next_deadline(T, true, now, Some(limit)),
+            Deadline::At(now + T)
+        );
+        let now = start + 5 * T / 2;
+        assert_eq!(
+            heads.next_deadline(T, true, now, Some(limit)),
+            Deadline::At(start + limit)
+        );
+        let forward = Expiring::new(std::future::pending::<()>(), heads.clone());
+        tokio::pin!(forward);
+        assert_eq!(forward.as_mut().now_or_never(), None);
+        // Due: flagged, and the forward ends with Err at its next poll.
+        let now = start + limit;
+        assert_eq!(
+            heads.next_deadline(T, true, now, Some(limit)),
+            Deadline::At(now + T)
+        );
+        assert_eq!(forward.as_mut().now_or_never(), Some(Err(())));
+        // The next forward starts clean.
+        heads.forward_started();
+        let next = Expiring::new(std::future::ready(7), heads.clone());
+        assert_eq!(next.await, Ok(7));
+        // Without a forward waiting, or without a watched deadline, heads rule as before.
+        open.answered();
+        assert_eq!(
+            heads.next_deadline(T, true, now, Some(limit)),
+            Deadline::At(now + T)
+        );
     }
 }

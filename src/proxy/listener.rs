@@ -44,6 +44,10 @@ pub struct ConnLimits {
     max_headers: usize,
     max_head: usize,
     pub idle_timeout: Duration,
+    /// `upstream.response_timeout`, where the watch of a lean HTTP/1.1 connection keeps it
+    /// instead of a timer per forward: only when it is at least `header_timeout` (see
+    /// [`Heads::next_deadline`]); shorter ones keep a timer.
+    response_watched: Option<Duration>,
     pub max_connections: usize,
     /// For a connection whose protocol is not known from its first bytes or from ALPN.
     auto: auto::Builder<TokioExecutor>,
@@ -82,6 +86,7 @@ impl ConnLimits {
             max_headers: s.max_headers,
             max_head: s.max_header_bytes.max(8192),
             idle_timeout: s.idle_timeout,
+            response_watched: Some(s.upstream.response_timeout).filter(|r| *r >= s.header_timeout),
             max_connections: s.max_connections,
             auto,
             h1,
@@ -301,6 +306,7 @@ async fn serve_http<I>(
             heads: heads.clone(),
             max_headers: limits.max_headers,
             max_head: limits.max_head,
+            response_watched: limits.response_watched.is_some(),
         }
     });
     let seen = heads.clone();
@@ -308,7 +314,9 @@ async fn serve_http<I>(
         let mut open = Open::enter(&seen);
         // A request answered at once (a 429 above all) costs no task state and no allocation.
         let req = req.map(ClientBody::Left);
-        match guarded_now(&state.conn_metrics.panics, || handle(&state, req, &client)) {
+        match guarded_now(&state.conn_metrics.panics, || {
+            handle(&state, req, &client, None)
+        }) {
             Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
                 resp.map(|body| Counted::new(body, open)),
             ))),
@@ -431,7 +439,8 @@ impl Watch<'_> {
                 }
                 _ = &mut head_deadline, if watching_heads => {
                     let now = tokio::time::Instant::now();
-                    match self.heads.next_deadline(self.limits.header_timeout, self.every_head, now) {
+                    let response = self.limits.response_watched.filter(|_| self.every_head);
+                    match self.heads.next_deadline(self.limits.header_timeout, self.every_head, now, response) {
                         Deadline::Missed => {
                             tracing::debug!(?peer, "no request head within header_timeout; closing");
                             return;

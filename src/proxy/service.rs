@@ -24,6 +24,7 @@ use metrics::Counter;
 
 use super::forward::{self, ClientBody, ForwardCtx, Outbound};
 use super::gate::{gate, Gate};
+use super::heads::Heads;
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::Pool;
 use super::respond::{self, ProxyBody, ProxyError, RateHeaders, Rejection};
@@ -82,6 +83,8 @@ struct Forward {
     out: Outbound,
     headers: RateHeaders,
     tally: Tally,
+    /// Where the response deadline is kept when not by a timer (see [`handle`]).
+    watched: Option<Arc<Heads>>,
 }
 
 /// What a request is counted and logged with once it is answered.
@@ -93,8 +96,15 @@ struct Tally {
     access: Option<(Method, String)>,
 }
 
-/// Route and limit one request; never fails (errors become responses).
-pub fn handle(state: &Arc<ProxyState>, req: Request<ClientBody>, peer: &Peer) -> Handled {
+/// Route and limit one request; never fails (errors become responses). `watched`: the
+/// connection whose watch keeps a forward's response deadline, if it does; otherwise a timer
+/// keeps it.
+pub fn handle(
+    state: &Arc<ProxyState>,
+    req: Request<ClientBody>,
+    peer: &Peer,
+    watched: Option<&Arc<Heads>>,
+) -> Handled {
     let started = Instant::now();
     let cfg = state.config.load_full();
     let host = req
@@ -139,6 +149,7 @@ pub fn handle(state: &Arc<ProxyState>, req: Request<ClientBody>, peer: &Peer) ->
                 match forward::outbound(&ctx, &ups.list[upstream], req) {
                     Ok(out) => {
                         let fwd = Forward {
+                            watched: watched.cloned(),
                             route: index,
                             upstream,
                             out,
@@ -170,20 +181,18 @@ impl Forward {
             out,
             headers,
             mut tally,
+            watched,
         } = self;
         async move {
             let route = &cfg.routes.routes[route];
             let Target::Upstreams(ups) = &route.target else {
                 unreachable!("handle forwards only routes with upstreams")
             };
-            let sent = forward::send(
-                &state.pool,
-                state.response_timeout,
-                route,
-                &ups.list[upstream],
-                out,
-            )
-            .await;
+            let deadline = match watched {
+                Some(heads) => forward::Deadline::Watched(heads),
+                None => forward::Deadline::Timer(state.response_timeout),
+            };
+            let sent = forward::send(&state.pool, deadline, route, &ups.list[upstream], out).await;
             let mut resp = match sent {
                 Ok(resp) => resp.map(Either::Left),
                 Err(e) => {
