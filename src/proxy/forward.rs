@@ -110,7 +110,7 @@ pub fn outbound(
 }
 
 /// What keeps a forward's response deadline (`upstream.response_timeout`).
-pub enum Deadline {
+pub enum ResponseDeadline {
     /// A timer of this length, per forward.
     Timer(Duration),
     /// The connection's watch, which flags the forward once it is due.
@@ -121,7 +121,7 @@ pub enum Deadline {
 /// streaming; failures are counted on the route and mapped to 502/504.
 pub async fn send(
     pool: &Pool,
-    deadline: Deadline,
+    deadline: ResponseDeadline,
     route: &Route,
     upstream: &Upstream,
     out: Outbound,
@@ -133,8 +133,8 @@ pub async fn send(
     let started = Instant::now();
     let exchange = pool.send(upstream, req);
     let sent = match deadline {
-        Deadline::Timer(limit) => tokio::time::timeout(limit, exchange).await.map_err(drop),
-        Deadline::Watched(heads) => Expiring::new(exchange, heads).await,
+        ResponseDeadline::Timer(limit) => tokio::time::timeout(limit, exchange).await.map_err(drop),
+        ResponseDeadline::Watched(heads) => Expiring::new(exchange, heads).await,
     };
     route
         .metrics

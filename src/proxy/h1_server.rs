@@ -137,7 +137,9 @@ where
                 if cx.response_watched {
                     cx.heads.forward_started();
                 }
-                let Some(resp) = until_client_leaves(fwd, &mut io, &mut rbuf).await else {
+                let resp = until_client_leaves(fwd, &mut io, &mut rbuf).await;
+                cx.heads.forward_done();
+                let Some(resp) = resp else {
                     return Ok(Ended::Closed);
                 };
                 open.answered();

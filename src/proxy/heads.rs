@@ -58,6 +58,9 @@ pub struct Heads {
 /// instead of every `header_timeout`.
 pub const REST_AFTER: Duration = Duration::from_secs(2);
 
+/// `forward_since_ms` when no watched forward is in flight.
+const NO_FORWARD: u64 = u64::MAX;
+
 /// What the watch does next about heads.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Deadline {
@@ -80,7 +83,7 @@ impl Heads {
             closing: AtomicBool::new(false),
             rest: AtomicBool::new(false),
             rested_since_ms: AtomicU64::new(u64::MAX),
-            forward_since_ms: AtomicU64::new(0),
+            forward_since_ms: AtomicU64::new(NO_FORWARD),
             expired: AtomicBool::new(false),
         }
     }
@@ -88,9 +91,17 @@ impl Heads {
     /// A forward begins waiting on its upstream, and the watch keeps its response deadline.
     /// One at a time: the connections that use it answer their requests in order.
     pub fn forward_started(&self) {
-        let ms = self.born.elapsed().as_millis() as u64;
+        // Rounded up: the deadline may come up to a millisecond late, never early.
+        let ms = self.born.elapsed().as_millis() as u64 + 1;
         self.forward_since_ms.store(ms, Ordering::Relaxed);
         self.expired.store(false, Ordering::Relaxed);
+    }
+
+    /// The forward begun by [`Heads::forward_started`] is over (answered, failed, or dropped):
+    /// the watch stops keeping its deadline, so a forward on a connection hyper serves later
+    /// (after a hand-off) is never timed from it.
+    pub fn forward_done(&self) {
+        self.forward_since_ms.store(NO_FORWARD, Ordering::Relaxed);
     }
 
     /// When the watch first looks: at the first head's deadline, or, where every head is
@@ -153,11 +164,15 @@ impl Heads {
         }
         if self.open.load(Ordering::Relaxed) > 0 {
             let next = now + timeout;
-            let Some(limit) = response.filter(|_| self.awaiting_upstream()) else {
+            let since_ms = self.forward_since_ms.load(Ordering::Relaxed);
+            let Some(limit) = response.filter(|_| since_ms != NO_FORWARD) else {
                 return Deadline::At(next);
             };
-            let since = Duration::from_millis(self.forward_since_ms.load(Ordering::Relaxed));
-            let due = self.born + since + limit;
+            let since = Duration::from_millis(since_ms);
+            // An absurd `response_timeout` past the clock's range is no deadline.
+            let Some(due) = self.born.checked_add(since + limit) else {
+                return Deadline::At(next);
+            };
             if now < due {
                 return Deadline::At(next.min(due));
             }
@@ -246,10 +261,14 @@ impl<F: Future> Future for Expiring<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // An answer ready at the deadline wins, as with `tokio::time::timeout`.
+        if let Poll::Ready(out) = this.inner.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
         if this.heads.expired.load(Ordering::Relaxed) {
             return Poll::Ready(Err(()));
         }
-        this.inner.poll(cx).map(Ok)
+        Poll::Pending
     }
 }
 
@@ -426,7 +445,8 @@ mod tests {
         let mut open = Open::enter(&heads);
         open.await_upstream();
         heads.forward_started();
-        let (limit, start) = (3 * T, born);
+        // forward_started rounds up to the next millisecond.
+        let (limit, start) = (3 * T, born + Duration::from_millis(1));
         // Before it is due, the watch wakes at the sooner of its head look and the deadline.
         let now = start + T;
         assert_eq!(
@@ -448,15 +468,25 @@ mod tests {
             Deadline::At(now + T)
         );
         assert_eq!(forward.as_mut().now_or_never(), Some(Err(())));
-        // The next forward starts clean.
+        // The next forward starts clean, with its own start.
+        heads.forward_done();
+        tokio::time::advance(4 * T).await;
         heads.forward_started();
+        let restart = Instant::now() + Duration::from_millis(1);
+        let now = restart + 5 * T / 2;
+        assert_eq!(
+            heads.next_deadline(T, true, now, Some(limit)),
+            Deadline::At(restart + limit)
+        );
         let next = Expiring::new(std::future::ready(7), heads.clone());
         assert_eq!(next.await, Ok(7));
-        // Without a forward waiting, or without a watched deadline, heads rule as before.
-        open.answered();
+        // Once it is done (as after a hand-off, when hyper's forwards are not watched), heads
+        // rule as before.
+        heads.forward_done();
         assert_eq!(
             heads.next_deadline(T, true, now, Some(limit)),
             Deadline::At(now + T)
         );
+        open.answered();
     }
 }

@@ -189,8 +189,8 @@ impl Forward {
                 unreachable!("handle forwards only routes with upstreams")
             };
             let deadline = match watched {
-                Some(heads) => forward::Deadline::Watched(heads),
-                None => forward::Deadline::Timer(state.response_timeout),
+                Some(heads) => forward::ResponseDeadline::Watched(heads),
+                None => forward::ResponseDeadline::Timer(state.response_timeout),
             };
             let sent = forward::send(&state.pool, deadline, route, &ups.list[upstream], out).await;
             let mut resp = match sent {
