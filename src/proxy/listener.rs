@@ -10,8 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::conn_watch::Watch;
 use super::forward::ClientBody;
 use super::h1_server::{self, Ended};
-use super::heads::{Counted, Deadline, Heads, Open};
+use super::heads::{Counted, Heads, Open};
 use super::io::Tracked;
 use super::metrics::ConnMetrics;
 use super::pool::BoxError;
@@ -46,8 +46,8 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// `upstream.response_timeout`, where the watch of a lean HTTP/1.1 connection keeps it
     /// instead of a timer per forward: only when it is at least `header_timeout` (see
-    /// [`Heads::next_deadline`]); shorter ones keep a timer.
-    response_watched: Option<Duration>,
+    /// `Heads::next_deadline`); shorter ones keep a timer.
+    pub response_watched: Option<Duration>,
     pub max_connections: usize,
     /// For a connection whose protocol is not known from its first bytes or from ALPN.
     auto: auto::Builder<TokioExecutor>,
@@ -389,79 +389,6 @@ async fn serve_http<I>(
             watch
                 .drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
                 .await
-        }
-    }
-}
-
-/// What a connection is watched for besides its own progress: shutdown, request heads within
-/// `header_timeout` (the first on any protocol; on plain HTTP/1 every one), and idleness.
-struct Watch<'a> {
-    peer: SocketAddr,
-    limits: &'a ConnLimits,
-    activity: Arc<AtomicU64>,
-    heads: Arc<Heads>,
-    /// Whether every head has a deadline here, not only the first (HTTP/1 without hyper's).
-    every_head: bool,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl Watch<'_> {
-    async fn drive<C, E>(mut self, conn: C, wind_down: impl Fn(Pin<&mut C>))
-    where
-        C: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
-    {
-        let peer = self.peer;
-        tokio::pin!(conn);
-        let mut idle = tokio::time::interval(self.limits.idle_timeout);
-        idle.reset();
-        let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
-        let first = Heads::first_look(self.limits.header_timeout, self.every_head);
-        let head_deadline = tokio::time::sleep(first);
-        tokio::pin!(head_deadline);
-        let mut watching_heads = true;
-        // Made once: a new one per wake-up would register with the channel again each time.
-        let stop = crate::shutdown::stopped(&mut self.shutdown);
-        tokio::pin!(stop);
-        loop {
-            // Polled on every wake-up of the connection: fixed order, no random start.
-            tokio::select! {
-                biased;
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(?peer, error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                _ = &mut stop, if !draining => {
-                    draining = true;
-                    wind_down(conn.as_mut());
-                }
-                _ = &mut head_deadline, if watching_heads => {
-                    let now = tokio::time::Instant::now();
-                    let response = self.limits.response_watched.filter(|_| self.every_head);
-                    match self.heads.next_deadline(self.limits.header_timeout, self.every_head, now, response) {
-                        Deadline::Missed => {
-                            tracing::debug!(?peer, "no request head within header_timeout; closing");
-                            return;
-                        }
-                        Deadline::At(when) => head_deadline.as_mut().reset(when),
-                        Deadline::None => watching_heads = false,
-                    }
-                }
-                _ = idle.tick() => {
-                    let now = self.activity.load(Ordering::Relaxed);
-                    // Waiting on an upstream moves no bytes but is not idle.
-                    let busy = self.heads.awaiting_upstream();
-                    strikes = if now == seen && !busy { strikes + 1 } else { 0 };
-                    seen = now;
-                    match strikes {
-                        0 => {}
-                        1 => wind_down(conn.as_mut()),
-                        _ => return,
-                    }
-                }
-            }
         }
     }
 }

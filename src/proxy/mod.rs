@@ -4,6 +4,7 @@
 //! Sees a `Limiter` and the live `RuntimeConfig`; never the admin plane, a database, or a lock
 //! held across an await.
 
+mod conn_watch;
 pub mod forward;
 pub mod gate;
 mod h1;
