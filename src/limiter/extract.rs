@@ -7,9 +7,10 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use smallvec::SmallVec;
 
+use super::fields::{as_text, text, Fields};
 use super::jwt::{Claims, JwtVerifier};
 use super::{Key, KeyPart};
 
@@ -114,15 +115,13 @@ impl Default for Cost {
 pub struct BadCost(pub HeaderName);
 
 impl Cost {
-    pub fn of(&self, headers: &HeaderMap) -> Result<u32, BadCost> {
+    pub fn of(&self, headers: &dyn Fields) -> Result<u32, BadCost> {
         let Some(name) = &self.header else {
             return Ok(self.fixed);
         };
-        match headers.get(name) {
+        match headers.first(name) {
             None => Ok(self.fixed),
-            Some(v) => v
-                .to_str()
-                .ok()
+            Some(v) => as_text(v)
                 .and_then(|s| s.trim().parse().ok())
                 .filter(|c| *c > 0)
                 .ok_or_else(|| BadCost(name.clone())),
@@ -132,7 +131,7 @@ impl Cost {
 
 /// What extraction looks at. Claims are decoded at most once per request, on first use.
 pub struct RequestView<'a> {
-    pub headers: &'a HeaderMap,
+    pub headers: &'a dyn Fields,
     pub query: Option<&'a str>,
     pub client_ip: IpAddr,
     pub claims: &'a Option<Claims>,
@@ -140,7 +139,7 @@ pub struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     /// Decode the bearer JWT once, if any rule of the route needs a claim.
-    pub fn decode_claims(headers: &HeaderMap, verifier: Option<&JwtVerifier>) -> Option<Claims> {
+    pub fn decode_claims(headers: &dyn Fields, verifier: Option<&JwtVerifier>) -> Option<Claims> {
         verifier.and_then(|v| v.verify(headers))
     }
 }
@@ -160,7 +159,7 @@ impl KeySource {
     fn extract<'a>(&self, req: &RequestView<'a>) -> Option<KeyPart<'a>> {
         let value = match self {
             KeySource::Ip => return Some(KeyPart::Ip(req.client_ip)),
-            KeySource::Header(name) => req.headers.get(name)?.to_str().ok()?,
+            KeySource::Header(name) => text(req.headers, name)?,
             KeySource::Query(name) => query_param(req.query?, name)?,
             KeySource::Jwt(claim) => req.claims.as_ref()?.get(claim)?,
         };
@@ -179,6 +178,7 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     #[test]
     fn parses_every_source_kind_and_composites() {

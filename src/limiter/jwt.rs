@@ -7,9 +7,11 @@
 //! `verify = false` skips the signature check entirely and trusts whatever the client sends. Use it
 //! only behind a gateway that has already verified the token; anyone else can pick any key.
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+
+use super::fields::{text, Fields};
 
 /// Scalar claims of one verified token, as strings.
 #[derive(Debug, Default)]
@@ -84,8 +86,8 @@ impl JwtVerifier {
     }
 
     /// The claims of the request's token, or `None` when absent or invalid.
-    pub fn verify(&self, headers: &HeaderMap) -> Option<Claims> {
-        let raw = headers.get(&self.header)?.to_str().ok()?;
+    pub fn verify(&self, headers: &dyn Fields) -> Option<Claims> {
+        let raw = text(headers, &self.header)?;
         let token = raw
             .strip_prefix("Bearer ")
             .or_else(|| raw.strip_prefix("bearer "))
@@ -99,6 +101,7 @@ impl JwtVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use jsonwebtoken::{encode, EncodingKey, Header};
 
     fn headers_with(token: &str) -> HeaderMap {

@@ -30,6 +30,7 @@ mod clock;
 mod decision;
 mod entry;
 pub mod extract;
+pub mod fields;
 pub mod jwt;
 mod key;
 pub mod quota;

@@ -1,13 +1,13 @@
 //! The limit step of a request: extract each rule's key and cost, ask the limiter once, and turn
 //! the decision into either a ready 429/401/400 or the RateLimit headers for the way out.
 //!
-//! Borrows the request; returns only owned values so the request can then move upstream.
+//! Borrows the request ([`View`]); returns only owned values so the request can then move
+//! upstream.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::request::Parts;
-use http::Response;
+use http::{Method, Response, Uri};
 use smallvec::SmallVec;
 
 use super::metrics::DecisionLabel;
@@ -15,8 +15,17 @@ use super::respond::{rate_limit_headers, ProxyBody, ProxyError, RateHeaders, Rej
 use super::route::Route;
 use crate::config::RuntimeConfig;
 use crate::limiter::extract::{OnMissing, RequestView};
+use crate::limiter::fields::Fields;
 use crate::limiter::usage::Sample;
 use crate::limiter::{Check, Decision, DisplayBuf, Key, Limiter, ANONYMOUS};
+
+/// What the limit step reads of a request: its method, its target and its header fields, from
+/// a parsed request or from the lean parser's head.
+pub struct View<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub fields: &'a dyn Fields,
+}
 
 /// The outcome of the limit step.
 pub enum Gate {
@@ -39,7 +48,7 @@ pub fn gate(
     cfg: &RuntimeConfig,
     route: &Route,
     limiter: &Limiter,
-    parts: &Parts,
+    req: &View<'_>,
     client_ip: IpAddr,
 ) -> Gate {
     if route.rules.is_empty() {
@@ -50,11 +59,11 @@ pub fn gate(
     }
     let claims = route
         .needs_claims
-        .then(|| RequestView::decode_claims(&parts.headers, cfg.jwt.as_ref()))
+        .then(|| RequestView::decode_claims(req.fields, cfg.jwt.as_ref()))
         .flatten();
     let view = RequestView {
-        headers: &parts.headers,
-        query: parts.uri.query(),
+        headers: req.fields,
+        query: req.uri.query(),
         client_ip,
         claims: &claims,
     };
@@ -73,7 +82,7 @@ pub fn gate(
                 }
             }
         };
-        let cost = match bound.cost.of(&parts.headers) {
+        let cost = match bound.cost.of(req.fields) {
             Ok(cost) => cost,
             Err(e) => return stop(e.into()),
         };
@@ -91,7 +100,7 @@ pub fn gate(
     };
     if let Some((check, window, shadow)) = denied {
         let c = &checks[usize::from(check)];
-        record_violation(limiter, c, window, shadow, parts, client_ip);
+        record_violation(limiter, c, window, shadow, req, client_ip);
     }
     match decision {
         Decision::Allow {
@@ -123,7 +132,7 @@ fn record_violation(
     c: &Check,
     window: u8,
     shadow: bool,
-    parts: &Parts,
+    req: &View<'_>,
     client_ip: IpAddr,
 ) {
     if limiter.usage_log().is_none() && limiter.tap().is_none() {
@@ -142,9 +151,9 @@ fn record_violation(
             .get(usize::from(window))
             .map(|w| w.describe())
             .unwrap_or_default();
-        let path = parts.uri.path();
+        let path = req.uri.path();
         Sample {
-            method: parts.method.as_str().to_owned(),
+            method: req.method.as_str().to_owned(),
             path: path.chars().take(256).collect(),
             client_ip: client_ip.to_string(),
             limit,

@@ -9,6 +9,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use smallvec::SmallVec;
 
+use crate::limiter::fields::{as_text, Fields};
+
 /// Fields that describe one hop and never cross a proxy, by bit (see [`hop_bit`]).
 fn hop_name(bit: u32) -> HeaderName {
     match bit {
@@ -133,17 +135,16 @@ impl Forwarding {
 
     /// The client IP: the socket peer, unless the peer is a trusted proxy; then the rightmost
     /// X-Forwarded-For entry that is not itself trusted.
-    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub fn client_ip(&self, peer: IpAddr, headers: &dyn Fields) -> IpAddr {
         if self.trusted.is_empty() || !self.is_trusted(peer) {
             return peer;
         }
-        let mut chain = headers
-            .get_all(&XFF)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
+        let mut chain = Vec::new();
+        headers.each(&XFF, &mut |v| {
+            if let Some(v) = as_text(v) {
+                chain.extend(v.split(',').map(str::trim));
+            }
+        });
         chain.reverse();
         let mut client = peer;
         for hop in chain {

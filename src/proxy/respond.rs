@@ -43,6 +43,10 @@ pub enum ProxyError {
     MissingKey(std::sync::Arc<str>),
     #[error(transparent)]
     BadCost(#[from] BadCost),
+    /// A field the lean parser took (`httparse`) and `http` refused when the request was made
+    /// to go upstream. Their rules agree, so this is not expected; it answers, never panics.
+    #[error("a request header field could not be forwarded")]
+    BadHeader,
     #[error("the upstream could not be reached")]
     UpstreamConnect,
     #[error("the upstream did not answer in time")]
@@ -59,6 +63,7 @@ impl ProxyError {
             Self::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             Self::MissingKey(_) => (StatusCode::UNAUTHORIZED, "missing_key"),
             Self::BadCost(_) => (StatusCode::BAD_REQUEST, "bad_cost"),
+            Self::BadHeader => (StatusCode::BAD_REQUEST, "bad_header"),
             Self::UpstreamConnect | Self::Upstream => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -145,11 +145,23 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The index in `routes` of the first route that matches.
-    pub fn position(&self, host: Option<&str>, path: &str, method: &Method) -> Option<usize> {
-        self.routes
-            .iter()
-            .position(|r| r.matcher.matches(host, path, method))
+    /// The index in `routes` of the first route that matches. `host` is asked once, and only
+    /// when a route to try matches on it: most tables never need it.
+    pub fn position<'h>(
+        &self,
+        host: impl FnOnce() -> Option<&'h str>,
+        path: &str,
+        method: &Method,
+    ) -> Option<usize> {
+        let (mut ask, mut known) = (Some(host), None);
+        self.routes.iter().position(|r| {
+            if r.matcher.host.is_some() {
+                if let Some(ask) = ask.take() {
+                    known = ask();
+                }
+            }
+            r.matcher.matches(known, path, method)
+        })
     }
 }
 

@@ -23,13 +23,14 @@ use http_body_util::Either;
 use metrics::Counter;
 
 use super::forward::{self, ClientBody, ForwardCtx, Outbound};
-use super::gate::{gate, Gate};
+use super::gate::{gate, Gate, View};
 use super::heads::Heads;
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::Pool;
 use super::respond::{self, ProxyBody, ProxyError, RateHeaders, Rejection};
 use super::route::{Route, Target};
 use crate::config::RuntimeConfig;
+use crate::limiter::fields::text;
 use crate::limiter::Limiter;
 
 /// Everything a request handler reads; one per proxy listener.
@@ -57,6 +58,30 @@ impl Peer {
         let header = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self { addr, header }
+    }
+}
+
+/// A request as [`handle`] takes it: read through a [`View`] to route and limit it, and made a
+/// whole `Request` only when it goes upstream. The lean HTTP/1.1 path's heads are one (a 429
+/// never builds a header map), hyper's requests the other.
+pub trait Incoming {
+    fn view(&self) -> View<'_>;
+
+    /// The request to forward.
+    fn into_request(self) -> Result<Request<ClientBody>, ProxyError>;
+}
+
+impl Incoming for Request<ClientBody> {
+    fn view(&self) -> View<'_> {
+        View {
+            method: self.method(),
+            uri: self.uri(),
+            fields: self.headers(),
+        }
+    }
+
+    fn into_request(self) -> Result<Request<ClientBody>, ProxyError> {
+        Ok(self)
     }
 }
 
@@ -101,35 +126,29 @@ struct Tally {
 /// keeps it.
 pub fn handle(
     state: &Arc<ProxyState>,
-    req: Request<ClientBody>,
+    req: impl Incoming,
     peer: &Peer,
     watched: Option<&Arc<Heads>>,
 ) -> Handled {
     let started = Instant::now();
     let cfg = state.config.load_full();
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host());
-    let (path, method) = (req.uri().path(), req.method());
+    let view = req.view();
+    let host = || text(view.fields, &HOST).or_else(|| view.uri.host());
+    let (path, method) = (view.uri.path(), view.method);
     let Some(index) = cfg.routes.position(host, path, method) else {
         state.unmatched.count(DecisionLabel::Error, 404);
         return Handled::Ready(ProxyError::NoRoute.into_response());
     };
     let route = &cfg.routes.routes[index];
-    let access = cfg
-        .access_log
-        .then(|| (req.method().clone(), req.uri().path().to_string()));
-    let (parts, body) = req.into_parts();
-    let client_ip = cfg.forwarding.client_ip(peer.addr.ip(), &parts.headers);
+    let access = cfg.access_log.then(|| (method.clone(), path.to_string()));
+    let client_ip = cfg.forwarding.client_ip(peer.addr.ip(), view.fields);
     let tally = |label| Tally {
         started,
         label,
         client_ip,
         access,
     };
-    let (mut resp, headers, tally) = match gate(&cfg, route, &state.limiter, &parts, client_ip) {
+    let (mut resp, headers, tally) = match gate(&cfg, route, &state.limiter, &view, client_ip) {
         Gate::Reject(rejection) => {
             tally(DecisionLabel::Deny).finish(route, Rejection::STATUS);
             return Handled::Rejected(rejection);
@@ -145,8 +164,10 @@ pub fn handle(
                     proto: state.proto,
                 };
                 let upstream = ups.pick();
-                let req = Request::from_parts(parts, body);
-                match forward::outbound(&ctx, &ups.list[upstream], req) {
+                let out = req
+                    .into_request()
+                    .and_then(|req| forward::outbound(&ctx, &ups.list[upstream], req));
+                match out {
                     Ok(out) => {
                         let fwd = Forward {
                             watched: watched.cloned(),
