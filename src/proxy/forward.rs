@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::Either::{Left, Right};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::uri::Scheme;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -21,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
+use super::h1_outbound;
 use super::headers::{strip_hop_by_hop, wants_upgrade, Forwarding};
 use super::heads::{Expiring, Heads};
 use super::pool::{Pool, SendError, UpstreamBody};
@@ -88,10 +91,26 @@ pub struct ForwardCtx<'a> {
 }
 
 /// A request rewritten for its upstream, ready to send.
-pub struct Outbound {
+pub enum Outbound {
+    /// A whole request, for hyper's client or the lean one. Boxed: the lean head is the common
+    /// case, and a forward's future holds this value.
+    Request(Box<Rewritten>),
+    /// A bodyless request's head, written from the client's head bytes for the lean client
+    /// (`h1_outbound.rs`): no header map is built on the way.
+    Head(LeanHead),
+}
+
+/// A request rewritten in its header map.
+pub struct Rewritten {
     req: Request<ClientBody>,
     /// The client side of an Upgrade the request asks for.
     client_upgrade: Option<OnUpgrade>,
+}
+
+/// A request head as it goes on the wire to a plain `http://` upstream.
+pub struct LeanHead {
+    pub method: Method,
+    pub bytes: Vec<u8>,
 }
 
 /// Rewrite `req` for `upstream` (synchronously, before anything awaits). See `prepare`.
@@ -103,10 +122,49 @@ pub fn outbound(
     let upgrade = req.version() == Version::HTTP_11 && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare(ctx, upstream, &mut req, upgrade)?;
-    Ok(Outbound {
+    Ok(Outbound::Request(Box::new(Rewritten {
         req,
         client_upgrade,
-    })
+    })))
+}
+
+/// The head of a bodyless HTTP/1.1 request without an Upgrade, written for `upstream` from the
+/// client's fields as sent; `None` when the lean client cannot take it (an `https://` upstream)
+/// or the target is not in origin form, which `prepare` rewrites.
+pub fn outbound_head<'a>(
+    ctx: &ForwardCtx<'_>,
+    upstream: &Upstream,
+    method: &Method,
+    uri: &Uri,
+    fields: impl h1_outbound::Pairs<'a>,
+) -> Option<Outbound> {
+    if upstream.scheme != Scheme::HTTP || uri.scheme().is_some() {
+        return None;
+    }
+    let target = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let mut bytes = Vec::with_capacity(512);
+    h1_outbound::encode(&mut bytes, method, target, fields, ctx, upstream);
+    Some(Outbound::Head(LeanHead {
+        method: method.clone(),
+        bytes,
+    }))
+}
+
+/// The bytes the lean client writes for a request rewritten by `prepare`: what
+/// `h1_outbound` must agree with.
+#[cfg(test)]
+pub(super) fn encoded_by_map(
+    ctx: &ForwardCtx<'_>,
+    upstream: &Upstream,
+    req: Request<ClientBody>,
+) -> Vec<u8> {
+    let Ok(Outbound::Request(rewritten)) = outbound(ctx, upstream, req) else {
+        panic!("not rewritten")
+    };
+    let (parts, _) = rewritten.req.into_parts();
+    let mut bytes = Vec::new();
+    super::h1::encode(&mut bytes, &parts);
+    bytes
 }
 
 /// What keeps a forward's response deadline (`upstream.response_timeout`).
@@ -126,12 +184,17 @@ pub async fn send(
     upstream: &Upstream,
     out: Outbound,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    let Outbound {
-        req,
-        client_upgrade,
-    } = out;
     let started = Instant::now();
-    let exchange = pool.send(upstream, req);
+    let (exchange, client_upgrade) = match out {
+        Outbound::Request(rewritten) => {
+            let Rewritten {
+                req,
+                client_upgrade,
+            } = *rewritten;
+            (Left(pool.send(upstream, req)), client_upgrade)
+        }
+        Outbound::Head(head) => (Right(pool.send_head(upstream, head)), None),
+    };
     let sent = match deadline {
         ResponseDeadline::Timer(limit) => tokio::time::timeout(limit, exchange).await.map_err(drop),
         ResponseDeadline::Watched(heads) => Expiring::new(exchange, heads).await,

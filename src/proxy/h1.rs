@@ -42,6 +42,14 @@ pub struct Conn {
     head: Vec<u8>,
 }
 
+/// A request as the lean client takes it: parts to encode, or a head already written
+/// (`h1_outbound.rs`).
+#[derive(Clone, Copy)]
+pub enum Outgoing<'a> {
+    Parts(&'a Parts),
+    Head { bytes: &'a [u8], method: &'a Method },
+}
+
 /// An exchange that failed, and whether the same request may go again on another connection:
 /// it was not delivered, or nothing came back and the method is idempotent.
 #[derive(Debug)]
@@ -78,12 +86,18 @@ impl Conn {
     }
 
     /// Send a request head (the request has no body) and read the response head.
-    pub async fn exchange(mut self, req: &Parts) -> Result<Response<Body>, Failed> {
-        encode(&mut self.head, req);
-        if let Err(error) = self.io.write_all(&self.head).await {
+    pub async fn exchange(mut self, req: Outgoing<'_>) -> Result<Response<Body>, Failed> {
+        let (written, method) = match req {
+            Outgoing::Parts(parts) => {
+                encode(&mut self.head, parts);
+                (self.io.write_all(&self.head).await, &parts.method)
+            }
+            Outgoing::Head { bytes, method } => (self.io.write_all(bytes).await, method),
+        };
+        if let Err(error) = written {
             return Err(Failed { error, retry: true });
         }
-        let idempotent = is_idempotent(&req.method);
+        let idempotent = is_idempotent(method);
         let mut received = false;
         loop {
             let (len, status, version, fields) = loop {
@@ -146,7 +160,7 @@ impl Conn {
                     .map_err(|_| fatal(invalid("invalid response header value")))?;
                 headers.append(name, value);
             }
-            let no_body = req.method == Method::HEAD
+            let no_body = *method == Method::HEAD
                 || status == StatusCode::NO_CONTENT
                 || status == StatusCode::NOT_MODIFIED;
             let (framing, trusted) = framing(&mut headers, no_body).map_err(fatal)?;
@@ -191,7 +205,7 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// The request head, origin-form, in `out` (cleared first; its allocation is kept).
-fn encode(out: &mut Vec<u8>, req: &Parts) {
+pub(super) fn encode(out: &mut Vec<u8>, req: &Parts) {
     out.clear();
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');

@@ -29,12 +29,13 @@ use http_body_util::Empty;
 use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::forward::ClientBody;
+use super::forward::{self, ClientBody, ForwardCtx, Outbound};
 use super::gate::View;
 use super::h1_encode::{write_rejection, write_response};
 use super::headers::has_token;
 use super::heads::{Heads, Open};
 use super::respond::ProxyError;
+use super::route::Upstream;
 use super::service::{guarded_now, handle, Handled, Incoming, Peer, ProxyState};
 use crate::limiter::fields::Fields;
 
@@ -332,6 +333,21 @@ impl Incoming for Lean<'_> {
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = headers;
         Ok(req)
+    }
+
+    /// To a plain `http://` upstream, the head goes out written from the client's bytes,
+    /// without a header map (`h1_outbound.rs`).
+    fn into_outbound(
+        self,
+        ctx: &ForwardCtx<'_>,
+        upstream: &Upstream,
+    ) -> Result<Outbound, ProxyError> {
+        let head = &*self.head;
+        let pairs = head.fields.iter().map(|f| (head.name(f), head.value(f)));
+        match forward::outbound_head(ctx, upstream, &head.method, &head.uri, pairs) {
+            Some(out) => Ok(out),
+            None => forward::outbound(ctx, upstream, self.into_request()?),
+        }
     }
 }
 

@@ -129,7 +129,7 @@ const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 impl Forwarding {
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
@@ -161,9 +161,43 @@ impl Forwarding {
         client
     }
 
-    /// Set the forwarding headers on a request about to leave for the upstream. Values sent by
-    /// an untrusted peer are replaced, never extended, so a client cannot forge its origin.
-    /// `peer_value` is the peer's IP as a header value, made once per connection.
+    /// The forwarding fields a request from `peer` leaves with, decided from the fields it came
+    /// with (hop-by-hop ones already left out). Values sent by an untrusted peer are replaced,
+    /// never extended, so a client cannot forge its origin. `host` is the Host it leaves with.
+    pub fn plan<'h>(
+        &self,
+        fields: &dyn Fields,
+        peer: IpAddr,
+        proto: &'static str,
+        host: Option<&'h [u8]>,
+    ) -> Plan<'h> {
+        let trusted = self.is_trusted(peer);
+        let mut plan = Plan::default();
+        if self.x_forwarded {
+            plan.xff = Some(match trusted.then(|| joined(fields, &XFF)).flatten() {
+                Some(prev) => Xff::Chain(format!("{prev}, {peer}")),
+                None => Xff::Peer,
+            });
+            if !(trusted && fields.first(&XFP).is_some()) {
+                plan.xfp = Some(proto);
+            }
+            if !(trusted && fields.first(&XFH).is_some()) {
+                plan.xfh = host;
+            }
+        }
+        if self.forwarded {
+            let host = host.and_then(as_text);
+            let elem = forwarded_element(peer, proto, host);
+            plan.forwarded = Some(match trusted.then(|| joined(fields, &header::FORWARDED)) {
+                Some(Some(prev)) => format!("{prev}, {elem}"),
+                _ => elem,
+            });
+        }
+        plan
+    }
+
+    /// Set the forwarding headers (see [`Forwarding::plan`]) on a request about to leave for
+    /// the upstream. `peer_value` is the peer's IP as a header value, made once per connection.
     pub fn apply(
         &self,
         headers: &mut HeaderMap,
@@ -172,54 +206,74 @@ impl Forwarding {
         proto: &'static str,
         host: Option<&HeaderValue>,
     ) {
-        let trusted = self.is_trusted(peer);
-        if self.x_forwarded {
-            let xff = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-                Some(prev) if trusted => HeaderValue::from_str(&format!("{prev}, {peer}")).ok(),
-                _ => Some(peer_value.clone()),
-            };
-            if let Some(v) = xff {
-                headers.insert(XFF, v);
-            }
-            if !(trusted && headers.contains_key(&XFP)) {
-                headers.insert(XFP, HeaderValue::from_static(proto));
-            }
-            if !(trusted && headers.contains_key(&XFH)) {
-                if let Some(v) = host {
-                    headers.insert(XFH, v.clone());
-                }
-            }
-        }
-        if self.forwarded {
-            let host = host.and_then(|h| h.to_str().ok());
-            self.apply_forwarded(headers, peer, proto, host, trusted);
-        }
-    }
-
-    fn apply_forwarded(
-        &self,
-        headers: &mut HeaderMap,
-        peer: IpAddr,
-        proto: &str,
-        host: Option<&str>,
-        trusted: bool,
-    ) {
-        let node = match peer {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("\"[{ip}]\""),
+        let plan = self.plan(headers, peer, proto, host.map(HeaderValue::as_bytes));
+        let xfh = plan.xfh.map(|_| host.cloned());
+        let xff = match plan.xff {
+            Some(Xff::Peer) => Some(peer_value.clone()),
+            Some(Xff::Chain(chain)) => HeaderValue::try_from(chain).ok(),
+            None => None,
         };
-        let mut elem = format!("for={node};proto={proto}");
-        if let Some(h) = host {
-            elem.push_str(&format!(";host=\"{}\"", h.replace(['"', '\\'], "")));
+        let forwarded = plan.forwarded.and_then(|v| HeaderValue::try_from(v).ok());
+        if let Some(v) = xff {
+            headers.insert(XFF, v);
         }
-        let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-            Some(prev) if trusted => format!("{prev}, {elem}"),
-            _ => elem,
-        };
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Some(proto) = plan.xfp {
+            headers.insert(XFP, HeaderValue::from_static(proto));
+        }
+        if let Some(Some(v)) = xfh {
+            headers.insert(XFH, v);
+        }
+        if let Some(v) = forwarded {
             headers.insert(header::FORWARDED, v);
         }
     }
+}
+
+/// The forwarding fields a request leaves with; `None`: the field is left as it came.
+#[derive(Default)]
+pub struct Plan<'h> {
+    pub xff: Option<Xff>,
+    pub xfp: Option<&'static str>,
+    /// The Host the request leaves with.
+    pub xfh: Option<&'h [u8]>,
+    pub forwarded: Option<String>,
+}
+
+/// The X-Forwarded-For a request leaves with.
+pub enum Xff {
+    /// The peer's address alone.
+    Peer,
+    /// The chain a trusted peer sent, the peer appended.
+    Chain(String),
+}
+
+/// Every value of `name` joined by ", ", when each is text (`None` when there is none, or one
+/// that is not).
+fn joined(fields: &dyn Fields, name: &HeaderName) -> Option<String> {
+    let mut all: Option<String> = None;
+    let mut text = true;
+    fields.each(name, &mut |v| match (as_text(v), all.as_mut()) {
+        (None, _) => text = false,
+        (Some(v), Some(all)) => {
+            all.push_str(", ");
+            all.push_str(v);
+        }
+        (Some(v), None) => all = Some(v.to_string()),
+    });
+    all.filter(|_| text)
+}
+
+/// One `Forwarded` element (RFC 7239) for a request from `peer`.
+fn forwarded_element(peer: IpAddr, proto: &str, host: Option<&str>) -> String {
+    let node = match peer {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let mut elem = format!("for={node};proto={proto}");
+    if let Some(h) = host {
+        elem.push_str(&format!(";host=\"{}\"", h.replace(['"', '\\'], "")));
+    }
+    elem
 }
 
 #[cfg(test)]

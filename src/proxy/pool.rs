@@ -33,7 +33,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use super::forward::ClientBody;
+use super::forward::{ClientBody, LeanHead};
 use super::h1;
 use super::route::Upstream;
 
@@ -88,18 +88,32 @@ impl Pool {
             && req.body().is_end_stream()
             && !req.headers().contains_key(UPGRADE);
         if lean {
-            self.send_lean(up, req).await
+            let (parts, _empty) = req.into_parts();
+            self.send_lean(up, h1::Outgoing::Parts(&parts)).await
         } else {
             self.send_hyper(up, req).await
         }
     }
 
+    /// Send a request head written for the lean client (bodyless, to a plain `http://`
+    /// upstream) and return the response head, as [`Pool::send`] does.
+    pub async fn send_head(
+        &self,
+        up: &Upstream,
+        head: LeanHead,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let out = h1::Outgoing::Head {
+            bytes: &head.bytes,
+            method: &head.method,
+        };
+        self.send_lean(up, out).await
+    }
+
     async fn send_lean(
         &self,
         up: &Upstream,
-        req: Request<ClientBody>,
+        req: h1::Outgoing<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let (parts, _empty) = req.into_parts();
         let mut reused = checkout_lean(up, self.limits.idle_timeout);
         loop {
             let fresh = reused.is_none();
@@ -107,7 +121,7 @@ impl Pool {
                 Some(conn) => conn,
                 None => Box::pin(self.connect_lean(up)).await?,
             };
-            match conn.exchange(&parts).await {
+            match conn.exchange(req).await {
                 Ok(resp) => {
                     let home = self.home(up);
                     return Ok(resp.map(|body| UpstreamBody::lean(body, home)));

@@ -28,7 +28,7 @@ use super::heads::Heads;
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::Pool;
 use super::respond::{self, ProxyBody, ProxyError, RateHeaders, Rejection};
-use super::route::{Route, Target};
+use super::route::{Route, Target, Upstream};
 use crate::config::RuntimeConfig;
 use crate::limiter::fields::text;
 use crate::limiter::Limiter;
@@ -69,6 +69,19 @@ pub trait Incoming {
 
     /// The request to forward.
     fn into_request(self) -> Result<Request<ClientBody>, ProxyError>;
+
+    /// The request rewritten for `upstream`: by default the whole request, rewritten in its
+    /// header map (see [`forward::outbound`]).
+    fn into_outbound(
+        self,
+        ctx: &ForwardCtx<'_>,
+        upstream: &Upstream,
+    ) -> Result<Outbound, ProxyError>
+    where
+        Self: Sized,
+    {
+        forward::outbound(ctx, upstream, self.into_request()?)
+    }
 }
 
 impl Incoming for Request<ClientBody> {
@@ -164,9 +177,7 @@ pub fn handle(
                     proto: state.proto,
                 };
                 let upstream = ups.pick();
-                let out = req
-                    .into_request()
-                    .and_then(|req| forward::outbound(&ctx, &ups.list[upstream], req));
+                let out = req.into_outbound(&ctx, &ups.list[upstream]);
                 match out {
                     Ok(out) => {
                         let fwd = Forward {
