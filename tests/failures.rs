@@ -266,12 +266,14 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
 #[tokio::test]
 async fn a_panic_in_the_decision_or_the_forward_becomes_a_counted_500() {
+    use tollgate::proxy::service::Answer;
     let metrics = tollgate::telemetry::Metrics::new();
     let conn = tollgate::proxy::metrics::ConnMetrics::new(&metrics);
     let resp = tollgate::proxy::service::guarded(conn.panics.clone(), async {
         panic!("handler bug");
     })
-    .await;
+    .await
+    .into_response();
     assert_eq!(resp.status(), 500);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let body = http_body_util::BodyExt::collect(resp.into_body())
@@ -285,9 +287,10 @@ async fn a_panic_in_the_decision_or_the_forward_becomes_a_counted_500() {
         "the panic message must not leak"
     );
     let ok = tollgate::proxy::service::guarded(conn.panics.clone(), async {
-        tollgate::proxy::respond::ProxyError::NoRoute.into_response()
+        Answer::Response(tollgate::proxy::respond::ProxyError::NoRoute.into_response())
     })
-    .await;
+    .await
+    .into_response();
     assert_eq!(ok.status(), 404, "a handler that returns is passed through");
     // The synchronous part (routing and the limit decision) is guarded the same way.
     use tollgate::proxy::service::{guarded_now, Handled};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::Either::{Left, Right};
+use futures_util::FutureExt;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::uri::Scheme;
@@ -26,7 +27,7 @@ use rustls_pki_types::CertificateDer;
 use super::h1_outbound;
 use super::headers::{strip_hop_by_hop, wants_upgrade, Forwarding};
 use super::heads::{Expiring, Heads};
-use super::pool::{Pool, SendError, UpstreamBody};
+use super::pool::{Pool, Relayed, SendError, UpstreamBody};
 use super::respond::ProxyError;
 use super::route::{Route, Upstream};
 use crate::config::UpstreamSettings;
@@ -175,15 +176,14 @@ pub enum ResponseDeadline {
     Watched(Arc<Heads>),
 }
 
-/// Send an outbound request over `pool` within its deadline and return its response,
-/// streaming; failures are counted on the route and mapped to 502/504.
+/// Send an outbound request over `pool` within its deadline and return its answer, streaming; failures are counted on the route and mapped to 502/504.
 pub async fn send(
     pool: &Pool,
     deadline: ResponseDeadline,
     route: &Route,
     upstream: &Upstream,
     out: Outbound,
-) -> Result<Response<UpstreamBody>, ProxyError> {
+) -> Result<Upstreamed, ProxyError> {
     let started = Instant::now();
     let (exchange, client_upgrade) = match out {
         Outbound::Request(rewritten) => {
@@ -191,9 +191,16 @@ pub async fn send(
                 req,
                 client_upgrade,
             } = *rewritten;
-            (Left(pool.send(upstream, req)), client_upgrade)
+            let sent = pool.send(upstream, req);
+            (
+                Left(sent.map(|r| r.map(Upstreamed::Response))),
+                client_upgrade,
+            )
         }
-        Outbound::Head(head) => (Right(pool.send_head(upstream, head)), None),
+        Outbound::Head(head) => {
+            let sent = pool.send_head(upstream, head);
+            (Right(sent.map(|r| r.map(Upstreamed::Relayed))), None)
+        }
     };
     let sent = match deadline {
         ResponseDeadline::Timer(limit) => tokio::time::timeout(limit, exchange).await.map_err(drop),
@@ -218,7 +225,8 @@ pub async fn send(
             route.metrics.upstream_other_errors.increment(1);
             return Err(ProxyError::Upstream);
         }
-        Ok(Ok(resp)) => resp,
+        Ok(Ok(Upstreamed::Response(resp))) => resp,
+        Ok(Ok(relayed)) => return Ok(relayed),
     };
     match client_upgrade {
         Some(on_client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -227,7 +235,16 @@ pub async fn send(
         }
         _ => strip_hop_by_hop(resp.headers_mut(), false),
     }
-    Ok(resp)
+    Ok(Upstreamed::Response(resp))
+}
+
+/// What an upstream answered.
+pub enum Upstreamed {
+    /// A response with its header map, hop-by-hop fields removed.
+    Response(Response<UpstreamBody>),
+    /// The lean client's answer to an [`Outbound::Head`], its head as the upstream sent it,
+    /// for the lean server to relay (hop-by-hop fields are left out as it writes).
+    Relayed(Relayed),
 }
 
 /// Rewrite the request for the upstream: origin-form URI (the connection already names the

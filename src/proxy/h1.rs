@@ -14,19 +14,16 @@
 
 use std::future::Future;
 use std::io;
-use std::ops::Range;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderMap, Method, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use hyper::body::{Frame, SizeHint};
-use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::headers::{has_token, tokens};
+use super::h1_head::{invalid, parse_head, RawHead};
 
 /// Response header fields allowed (hyper's client allows 100).
 const MAX_HEADERS: usize = 100;
@@ -40,6 +37,26 @@ pub struct Conn {
     io: TcpStream,
     buf: BytesMut,
     head: Vec<u8>,
+}
+
+/// What an exchange brought back: the response head as sent, and its body, which holds the
+/// connection until it is read to its end.
+pub struct Exchanged {
+    pub status: StatusCode,
+    pub version: Version,
+    pub head: RawHead,
+    pub body: Body,
+}
+
+impl Exchanged {
+    /// As a `Response` with its header map, for hyper's side.
+    pub fn into_response(self) -> io::Result<Response<Body>> {
+        let mut resp = Response::new(self.body);
+        *resp.status_mut() = self.status;
+        *resp.version_mut() = self.version;
+        *resp.headers_mut() = self.head.into_map()?;
+        Ok(resp)
+    }
 }
 
 /// A request as the lean client takes it: parts to encode, or a head already written
@@ -86,7 +103,7 @@ impl Conn {
     }
 
     /// Send a request head (the request has no body) and read the response head.
-    pub async fn exchange(mut self, req: Outgoing<'_>) -> Result<Response<Body>, Failed> {
+    pub async fn exchange(mut self, req: Outgoing<'_>) -> Result<Exchanged, Failed> {
         let (written, method) = match req {
             Outgoing::Parts(parts) => {
                 encode(&mut self.head, parts);
@@ -100,11 +117,11 @@ impl Conn {
         let idempotent = is_idempotent(method);
         let mut received = false;
         loop {
-            let (len, status, version, fields) = loop {
+            let parsed = loop {
                 if !self.buf.is_empty() {
                     received = true;
                     match parse_head(&self.buf).map_err(fatal)? {
-                        Some(head) => break head,
+                        Some(parsed) => break parsed,
                         None if self.buf.len() >= MAX_HEAD => {
                             return Err(fatal(invalid("upstream response head too large")))
                         }
@@ -132,48 +149,32 @@ impl Conn {
                     }
                 }
             };
-            let head = self.buf.split_to(len).freeze();
+            let (status, version) = (parsed.status, parsed.version);
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 return Err(fatal(invalid("101 to a request that asked for no upgrade")));
             }
             if status.is_informational() {
                 // 100 Continue, 103 Early Hints: not forwarded (as with hyper's client).
+                self.buf.advance(parsed.len);
                 continue;
             }
-            // Room for the RateLimit fields set on it later, without a rehash.
-            let mut headers = HeaderMap::with_capacity(fields.len() + 4);
-            let mut close = false;
-            for (name, value) in fields {
-                // `Connection: keep-alive`/`close` and `Keep-Alive` describe this hop only:
-                // read here and never put in the map, which would cost a removal later. A
-                // Connection naming other fields goes in, for `strip_hop_by_hop` to act on.
-                if name == CONNECTION {
-                    let tokens = &head[value.clone()];
-                    close |= has_token(tokens, b"close");
-                    if only_hop_tokens(tokens) {
-                        continue;
-                    }
-                } else if name.as_str() == "keep-alive" {
-                    continue;
-                }
-                let value = HeaderValue::from_maybe_shared(head.slice(value))
-                    .map_err(|_| fatal(invalid("invalid response header value")))?;
-                headers.append(name, value);
-            }
+            let len = parsed.len;
+            let head = parsed.into_head(self.buf.split_to(len).freeze());
             let no_body = *method == Method::HEAD
                 || status == StatusCode::NO_CONTENT
                 || status == StatusCode::NOT_MODIFIED;
-            let (framing, trusted) = framing(&mut headers, no_body).map_err(fatal)?;
-            let keep_alive = trusted && version == Version::HTTP_11 && !close;
-            let mut resp = Response::new(Body {
-                conn: Some(self),
-                framing,
-                keep_alive,
+            let (framing, trusted) = head.framing(no_body).map_err(fatal)?;
+            let keep_alive = trusted && version == Version::HTTP_11 && !head.closes();
+            return Ok(Exchanged {
+                status,
+                version,
+                head,
+                body: Body {
+                    conn: Some(self),
+                    framing,
+                    keep_alive,
+                },
             });
-            *resp.status_mut() = status;
-            *resp.version_mut() = version;
-            *resp.headers_mut() = headers;
-            return Ok(resp);
         }
     }
 
@@ -190,10 +191,6 @@ fn fatal(error: io::Error) -> Failed {
         error,
         retry: false,
     }
-}
-
-fn invalid(msg: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 /// RFC 9110 §9.2.2: a request the upstream may see twice without harm.
@@ -221,87 +218,8 @@ pub(super) fn encode(out: &mut Vec<u8>, req: &Parts) {
     out.extend_from_slice(b"\r\n");
 }
 
-type Fields = SmallVec<[(HeaderName, Range<usize>); 24]>;
-
-/// A complete response head at the start of `buf`: its length, status, version, and each
-/// field's name with its value's place in `buf`. `None`: not complete yet.
-fn parse_head(buf: &[u8]) -> io::Result<Option<(usize, StatusCode, Version, Fields)>> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("invalid upstream response head: {e}"),
-            ))
-        }
-    };
-    let status = resp
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| invalid("invalid upstream status"))?;
-    let version = match resp.version {
-        Some(1) => Version::HTTP_11,
-        _ => Version::HTTP_10,
-    };
-    let base = buf.as_ptr() as usize;
-    let mut fields = Fields::new();
-    for h in resp.headers.iter() {
-        let name = super::names::header_name(h.name.as_bytes())
-            .map_err(|_| invalid("invalid response header name"))?;
-        let start = h.value.as_ptr() as usize - base;
-        fields.push((name, start..start + h.value.len()));
-    }
-    Ok(Some((len, status, version, fields)))
-}
-
-/// How the body is delimited, and whether that framing leaves the connection reusable. A
-/// Content-Length beside chunked coding is dropped, so it is not forwarded as if it were true.
-fn framing(headers: &mut HeaderMap, no_body: bool) -> io::Result<(Framing, bool)> {
-    if no_body {
-        return Ok((Framing::Done, true));
-    }
-    if let Some(last) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-        let chunked = last
-            .as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        let had_length = headers.remove(CONTENT_LENGTH).is_some();
-        return Ok(if chunked {
-            (Framing::Chunked(Chunk::Size), !had_length)
-        } else {
-            (Framing::UntilClose, false)
-        });
-    }
-    let mut length = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        let n = std::str::from_utf8(v.as_bytes())
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| invalid("invalid upstream Content-Length"))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(invalid("conflicting upstream Content-Length values"));
-        }
-        length = Some(n);
-    }
-    Ok(match length {
-        Some(0) => (Framing::Done, true),
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::UntilClose, false),
-    })
-}
-
-/// Whether a Connection value names nothing but this hop's own tokens.
-fn only_hop_tokens(value: &[u8]) -> bool {
-    tokens(value).all(|t| {
-        t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
-    })
-}
-
-enum Framing {
+/// How a response body is delimited on the upstream connection.
+pub(super) enum Framing {
     Length(u64),
     Chunked(Chunk),
     UntilClose,
@@ -309,7 +227,7 @@ enum Framing {
 }
 
 #[derive(Clone, Copy)]
-enum Chunk {
+pub(super) enum Chunk {
     Size,
     Data(u64),
     DataEnd,
@@ -465,81 +383,6 @@ impl hyper::body::Body for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(text: &str) -> (usize, StatusCode, Version, Fields) {
-        parse_head(text.as_bytes()).unwrap().unwrap()
-    }
-
-    fn framing_of(fields: &[(&str, &str)], no_body: bool) -> io::Result<(Framing, bool)> {
-        let mut h = HeaderMap::new();
-        for (k, v) in fields {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        framing(&mut h, no_body)
-    }
-
-    #[test]
-    fn a_head_is_parsed_only_when_complete() {
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n")
-            .unwrap()
-            .is_none());
-        let (len, status, version, fields) = head("HTTP/1.0 404 Nope\r\nX-A: b\r\n\r\nrest");
-        assert_eq!(
-            (len, status, version),
-            (29, StatusCode::NOT_FOUND, Version::HTTP_10)
-        );
-        assert_eq!(fields[0].0, "x-a");
-        assert_eq!(
-            &"HTTP/1.0 404 Nope\r\nX-A: b\r\n\r\nrest"[fields[0].1.clone()],
-            "b"
-        );
-        assert!(parse_head(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn framing_follows_rfc_9112() {
-        let f = |fields, nb| framing_of(fields, nb).map(|(f, t)| (std::mem::discriminant(&f), t));
-        let d = std::mem::discriminant;
-        assert_eq!(
-            f(&[("content-length", "5")], true).unwrap(),
-            (d(&Framing::Done), true)
-        );
-        assert_eq!(
-            f(&[("content-length", "5")], false).unwrap(),
-            (d(&Framing::Length(0)), true)
-        );
-        assert_eq!(
-            f(&[("transfer-encoding", "gzip, chunked")], false).unwrap(),
-            (d(&Framing::Chunked(Chunk::Size)), true)
-        );
-        // Chunked with a Content-Length: decoded, but the connection is not trusted again.
-        assert_eq!(
-            f(
-                &[("transfer-encoding", "chunked"), ("content-length", "3")],
-                false
-            )
-            .unwrap(),
-            (d(&Framing::Chunked(Chunk::Size)), false)
-        );
-        assert_eq!(
-            f(&[("transfer-encoding", "gzip")], false).unwrap(),
-            (d(&Framing::UntilClose), false)
-        );
-        assert_eq!(f(&[], false).unwrap(), (d(&Framing::UntilClose), false));
-        assert!(f(&[("content-length", "1"), ("content-length", "2")], false).is_err());
-        assert!(f(&[("content-length", "-1")], false).is_err());
-    }
-
-    #[test]
-    fn connection_values_naming_other_fields_are_kept_for_stripping() {
-        assert!(only_hop_tokens(b"keep-alive"));
-        assert!(only_hop_tokens(b"Close, keep-alive"));
-        assert!(!only_hop_tokens(b"close, x-secret"));
-        assert!(!only_hop_tokens(b"upgrade"));
-    }
 
     #[test]
     fn trailers_end_after_an_empty_line() {

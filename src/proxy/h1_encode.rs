@@ -13,13 +13,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::h1_head::RawHead;
 use super::headers::has_token;
-use super::respond::{ProxyBody, Rejection};
+use super::pool::Relayed;
+use super::respond::{ProxyBody, RateHeaders, Rejection};
 
 /// The largest 429 body copied into the write buffer behind its head (the default is about 70
 /// bytes); a larger one is written beside it.
@@ -49,11 +51,7 @@ where
     I: AsyncWrite + Unpin,
 {
     let (parts, body) = resp.into_parts();
-    let known = if body.is_end_stream() {
-        Some(0)
-    } else {
-        body.size_hint().exact()
-    };
+    let known = known_length(&body);
     let mut close = close;
     let framing = encode_head(
         wbuf,
@@ -65,6 +63,55 @@ where
     );
     *spare = parts.headers;
     spare.clear();
+    write_body(io, wbuf, body, framing, close).await
+}
+
+/// Write an upstream's answer as the lean client read it: its fields copied from its head's
+/// bytes (those that cross, see `h1_head.rs`) and `extra`'s after them, replacing the
+/// upstream's own of the same names, as [`write_response`] writes the same answer made a
+/// `Response` (a test compares the two heads).
+pub async fn write_relayed<I>(
+    io: &mut I,
+    wbuf: &mut Vec<u8>,
+    relayed: Relayed,
+    extra: &RateHeaders,
+    head_only: bool,
+    close: bool,
+) -> io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+{
+    let Relayed {
+        status, head, body, ..
+    } = relayed;
+    let known = known_length(&body);
+    let framing = encode_relayed_head(wbuf, status, &head, extra, known, head_only, close);
+    write_body(io, wbuf, body, framing, close).await
+}
+
+/// A body's length when it is known before it is read.
+fn known_length(body: &impl Body) -> Option<u64> {
+    if body.is_end_stream() {
+        Some(0)
+    } else {
+        body.size_hint().exact()
+    }
+}
+
+/// The head in `wbuf` (written first, with the first piece of the body), then the body framed
+/// as `framing` says. `Ok(true)`: the connection may take another request.
+async fn write_body<I, B>(
+    io: &mut I,
+    wbuf: &[u8],
+    body: B,
+    framing: Framing,
+    close: bool,
+) -> io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut body = pin!(body);
     let mut sent = 0u64;
     let mut first = true;
@@ -92,14 +139,14 @@ where
                 continue;
             }
             sent += data.len() as u64;
-            let head = if first { &wbuf[..] } else { &[][..] };
+            let head = if first { wbuf } else { &[][..] };
             first = false;
             write_piece(io, head, data, framing).await?;
         }
     }
     match framing {
         Framing::Chunked => {
-            let head = if first { &wbuf[..] } else { &[][..] };
+            let head = if first { wbuf } else { &[][..] };
             io.write_all_buf(&mut head.chain(&b"0\r\n\r\n"[..])).await?;
         }
         _ if first => io.write_all(wbuf).await?,
@@ -166,8 +213,51 @@ fn encode_head(
 #[derive(Default)]
 struct Found<'a> {
     /// The first `Content-Length`, kept as stated.
-    stated: Option<&'a HeaderValue>,
+    stated: Option<&'a [u8]>,
     wrote_date: bool,
+}
+
+fn status_line(wbuf: &mut Vec<u8>, status: StatusCode) {
+    wbuf.extend_from_slice(b"HTTP/1.1 ");
+    wbuf.extend_from_slice(status.as_str().as_bytes());
+    wbuf.push(b' ');
+    wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    wbuf.extend_from_slice(b"\r\n");
+}
+
+/// The head of a relayed answer in `wbuf` (cleared first), and its body's framing: the
+/// upstream's crossing fields as sent but a `Content-Length` (the framing's, below) and those
+/// `extra` replaces, then `extra`'s.
+fn encode_relayed_head(
+    wbuf: &mut Vec<u8>,
+    status: StatusCode,
+    head: &RawHead,
+    extra: &RateHeaders,
+    known: Option<u64>,
+    head_only: bool,
+    close: bool,
+) -> Framing {
+    wbuf.clear();
+    status_line(wbuf, status);
+    let mut found = Found::default();
+    for (name, value) in head.crossing() {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        match name.len() {
+            14 if is("content-length") => {
+                found.stated = found.stated.or(Some(value));
+                continue;
+            }
+            4 if is("date") => found.wrote_date = true,
+            _ => {}
+        }
+        if !extra.replaces(name) {
+            field(wbuf, name, value);
+        }
+    }
+    for (name, value) in extra.iter() {
+        field(wbuf, name.as_str().as_bytes(), value.as_bytes());
+    }
+    encode_framing(wbuf, status, found, known, head_only, close)
 }
 
 /// The status line and the header fields but those this side decides (`Content-Length`,
@@ -178,16 +268,12 @@ fn encode_fields<'a>(
     headers: &'a http::HeaderMap,
     close: &mut bool,
 ) -> Found<'a> {
-    wbuf.extend_from_slice(b"HTTP/1.1 ");
-    wbuf.extend_from_slice(status.as_str().as_bytes());
-    wbuf.push(b' ');
-    wbuf.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    wbuf.extend_from_slice(b"\r\n");
+    status_line(wbuf, status);
     let mut found = Found::default();
     for (name, value) in headers {
         match *name {
             CONTENT_LENGTH => {
-                found.stated = found.stated.or(Some(value));
+                found.stated = found.stated.or(Some(value.as_bytes()));
                 continue;
             }
             // Ours decides; a close is added below when wanted.
@@ -218,14 +304,13 @@ fn encode_framing(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let stated = found.stated;
-    let stated_len =
-        stated.and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok());
+    let stated_len = stated.and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
     let framing = if no_body {
         Framing::None
     } else if head_only {
         // The length a GET would have, and no body.
         match (stated, known) {
-            (Some(v), _) => field(wbuf, b"content-length", v.as_bytes()),
+            (Some(v), _) => field(wbuf, b"content-length", v),
             (None, Some(n)) if n > 0 => length(wbuf, n),
             _ => {}
         }
@@ -432,6 +517,84 @@ mod tests {
         assert_eq!(h.matches("date: ").count(), 1, "{h}");
         assert!(!h.contains("connection"), "{h}");
         assert!(!h.contains("gzip"), "{h}");
+    }
+
+    /// A head's fields as (lowercase name, value) pairs grouped by name, the Date's value left
+    /// out (it may be a second apart).
+    fn fields_of(head: &[u8]) -> (String, Vec<(String, Vec<String>)>) {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut slots);
+        assert!(resp.parse(head).unwrap().is_complete());
+        let line = format!("{:?} {:?}", resp.code, resp.reason);
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for h in resp.headers.iter() {
+            let name = h.name.to_ascii_lowercase();
+            let value = match name.as_str() {
+                "date" => String::new(),
+                _ => String::from_utf8_lossy(h.value).into_owned(),
+            };
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, vs)) => vs.push(value),
+                None => out.push((name, vec![value])),
+            }
+        }
+        out.sort();
+        (line, out)
+    }
+
+    #[test]
+    fn a_relayed_head_is_the_one_its_response_would_write() {
+        use super::super::h1_head::tests::fields;
+        use super::super::respond::RATELIMIT;
+        let heads: &[&[(&str, &str)]] = &[
+            &[("Content-Type", "text/plain"), ("Content-Length", "2")],
+            &[
+                ("content-length", "2"),
+                ("Date", "Tue, 01 Jan 2030 00:00:00 GMT"),
+            ],
+            &[
+                ("Connection", "close, X-Secret"),
+                ("X-Secret", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Transfer-Encoding", "chunked"),
+                ("Content-Length", "9"),
+                ("Set-Cookie", "a=1"),
+                ("set-cookie", "b=2"),
+                ("RateLimit", "\"upstream's\";r=1;t=1"),
+            ],
+            &[],
+        ];
+        let mut extra = RateHeaders::default();
+        extra.extend([(RATELIMIT, HeaderValue::from_static("\"per-key\";r=9;t=1"))]);
+        for pairs in heads {
+            for (status, known, head_only, close) in [
+                (200, Some(2), false, false),
+                (200, None, false, true),
+                (200, Some(0), true, false),
+                (204, None, false, false),
+                (404, Some(9), false, false),
+            ] {
+                let status = StatusCode::from_u16(status).unwrap();
+                let raw = fields(pairs);
+                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+                let a =
+                    encode_relayed_head(&mut ours, status, &raw, &extra, known, head_only, close);
+                let mut map = fields(pairs).into_map().unwrap();
+                let mut again = RateHeaders::default();
+                again.extend(extra.iter().map(|(n, v)| (n.clone(), v.clone())));
+                again.apply(&mut map);
+                let mut closing = close;
+                let b = encode_head(&mut theirs, status, &map, known, head_only, &mut closing);
+                assert_eq!(a, b, "{pairs:?}");
+                assert_eq!(
+                    fields_of(&ours),
+                    fields_of(&theirs),
+                    "\nours:   {}\ntheirs: {}",
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&theirs)
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use http::Method;
 use smallvec::SmallVec;
 
 use super::forward::ForwardCtx;
-use super::headers::{tokens, Plan, Xff};
+use super::headers::{connection_named, is_hop_name, Plan, Xff};
 use super::route::Upstream;
 use crate::limiter::fields::Fields;
 
@@ -96,8 +96,8 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// What this hop does with a field, by its name (any case).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
-    /// Hop-by-hop (RFC 9110 §7.6.1): never forwarded. Connection is one; the fields it names
-    /// are found by [`Kept::named`].
+    /// Hop-by-hop: never forwarded. Connection is one; the fields it names are found by
+    /// [`Kept::named`].
     Hop,
     Host,
     Xff,
@@ -111,18 +111,12 @@ enum Kind {
 fn kind(name: &[u8]) -> Kind {
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
     match name.len() {
-        2 if is(b"te") => Kind::Hop,
         4 if is(b"host") => Kind::Host,
-        7 if is(b"trailer") || is(b"upgrade") => Kind::Hop,
         9 if is(b"forwarded") => Kind::Forwarded,
-        10 if is(b"connection") || is(b"keep-alive") => Kind::Hop,
         15 if is(b"x-forwarded-for") => Kind::Xff,
         16 if is(b"x-forwarded-host") => Kind::Xfh,
-        16 if is(b"proxy-connection") => Kind::Hop,
         17 if is(b"x-forwarded-proto") => Kind::Xfp,
-        17 if is(b"transfer-encoding") => Kind::Hop,
-        18 if is(b"proxy-authenticate") => Kind::Hop,
-        19 if is(b"proxy-authorization") => Kind::Hop,
+        _ if is_hop_name(name) => Kind::Hop,
         _ => Kind::Other,
     }
 }
@@ -136,18 +130,7 @@ struct Kept<'a, I> {
 
 impl<'a, I: Pairs<'a>> Kept<'a, I> {
     fn new(all: I) -> Self {
-        let mut named = SmallVec::new();
-        for (_, value) in all
-            .clone()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
-        {
-            named.extend(tokens(value).filter(|t| {
-                !t.is_empty()
-                    && ![&b"close"[..], b"keep-alive", b"upgrade"]
-                        .iter()
-                        .any(|k| t.eq_ignore_ascii_case(k))
-            }));
-        }
+        let named = connection_named(all.clone());
         Self { all, named }
     }
 

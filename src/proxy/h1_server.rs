@@ -31,12 +31,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::forward::{self, ClientBody, ForwardCtx, Outbound};
 use super::gate::View;
-use super::h1_encode::{write_rejection, write_response};
+use super::h1_encode::{write_rejection, write_relayed, write_response};
 use super::headers::has_token;
 use super::heads::{Heads, Open};
 use super::respond::ProxyError;
 use super::route::Upstream;
-use super::service::{guarded_now, handle, Handled, Incoming, Peer, ProxyState};
+use super::service::{guarded_now, handle, Answer, Handled, Incoming, Peer, ProxyState};
 use crate::limiter::fields::Fields;
 
 /// The most header fields the lean path parses; a listener allowing more leaves every
@@ -147,11 +147,20 @@ where
                 }
                 let resp = until_client_leaves(fwd, &mut io, &mut rbuf).await;
                 cx.heads.forward_done();
-                let Some(resp) = resp else {
+                let Some(answer) = resp else {
                     return Ok(Ended::Closed);
                 };
                 open.answered();
-                write_response(&mut io, &mut wbuf, resp, head_only, closes(), &mut spare).await?
+                match answer {
+                    Answer::Response(resp) => {
+                        let spare = &mut spare;
+                        write_response(&mut io, &mut wbuf, resp, head_only, closes(), spare).await?
+                    }
+                    Answer::Relayed(relayed, extra) => {
+                        let (io, wbuf) = (&mut io, &mut wbuf);
+                        write_relayed(io, wbuf, relayed, &extra, head_only, closes()).await?
+                    }
+                }
             }
         };
         drop(open);

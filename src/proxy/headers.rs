@@ -85,6 +85,40 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Whether a field name, in any case, is hop-by-hop (RFC 9110 §7.6.1; Upgrade too, which only
+/// an upgrade carries across): [`hop_bit`] for names not yet made `HeaderName`s. A length test
+/// first rejects almost every name without comparing its bytes.
+pub fn is_hop_name(name: &[u8]) -> bool {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    }
+}
+
+/// The names a message's Connection fields list beyond `close`, `keep-alive` and `upgrade`:
+/// hop-by-hop too (what [`strip_hop_by_hop`] removes), from `(name, value)` pairs as sent.
+pub fn connection_named<'a>(
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> SmallVec<[&'a [u8]; 2]> {
+    let mut named = SmallVec::new();
+    for (_, value) in fields.filter(|(n, _)| n.eq_ignore_ascii_case(b"connection")) {
+        named.extend(tokens(value).filter(|t| {
+            !t.is_empty()
+                && ![&b"close"[..], b"keep-alive", b"upgrade"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+        }));
+    }
+    named
+}
+
 /// The tokens of a comma-separated header value, trimmed.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
@@ -315,6 +349,29 @@ mod tests {
         assert_eq!(hop_bit(&header::UPGRADE), UPGRADE_BIT);
         assert_eq!(hop_bit(&header::CONTENT_LENGTH), 0);
         assert_eq!(hop_bit(&HeaderName::from_static("x-connection")), 0);
+    }
+
+    #[test]
+    fn hop_names_in_any_case_are_the_hop_bits() {
+        for bit in 0..8 {
+            let name = hop_name(bit);
+            assert!(is_hop_name(name.as_str().as_bytes()), "{name}");
+            assert!(
+                is_hop_name(name.as_str().to_uppercase().as_bytes()),
+                "{name}"
+            );
+        }
+        assert!(is_hop_name(b"Upgrade"));
+        for other in ["x-connection", "host", "content-length", "tee", "trailers"] {
+            assert!(!is_hop_name(other.as_bytes()), "{other}");
+        }
+        let pairs = [
+            (&b"Connection"[..], &b"Close, X-Secret, keep-alive"[..]),
+            (b"connection", b"upgrade,, x-two"),
+            (b"X-Secret", b"1"),
+        ];
+        let named = connection_named(pairs.iter().copied());
+        assert_eq!(named.as_slice(), [&b"X-Secret"[..], b"x-two"]);
     }
 
     #[test]

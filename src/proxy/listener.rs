@@ -325,8 +325,9 @@ async fn serve_http<I>(
                 .map(|body| Counted::new(body, open))))),
             Handled::Forward(fwd) => {
                 open.await_upstream();
-                Either::Right(fwd.map(move |resp| {
+                Either::Right(fwd.map(move |answer| {
                     open.answered();
+                    let resp = answer.into_response();
                     Ok::<_, Infallible>(resp.map(|body| Counted::new(body, open)))
                 }))
             }

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod gate;
 mod h1;
 mod h1_encode;
+mod h1_head;
 mod h1_outbound;
 mod h1_server;
 pub mod headers;

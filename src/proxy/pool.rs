@@ -35,6 +35,7 @@ use tower_service::Service;
 
 use super::forward::{ClientBody, LeanHead};
 use super::h1;
+use super::h1_head::RawHead;
 use super::route::Upstream;
 
 type Sender = SendRequest<ClientBody>;
@@ -51,6 +52,27 @@ pub struct Pool {
 struct Limits {
     max_idle: usize,
     idle_timeout: Duration,
+}
+
+/// An upstream's answer as the lean client read it: the head as sent (see `h1_head.rs`) and
+/// its body.
+pub struct Relayed {
+    pub status: StatusCode,
+    pub version: http::Version,
+    pub head: RawHead,
+    pub body: UpstreamBody,
+}
+
+impl Relayed {
+    /// As a `Response` with its header map: for hyper's side, where the lean server does not
+    /// write the answer itself.
+    pub fn into_response(self) -> Result<Response<UpstreamBody>, BoxError> {
+        let mut resp = Response::new(self.body);
+        *resp.status_mut() = self.status;
+        *resp.version_mut() = self.version;
+        *resp.headers_mut() = self.head.into_map()?;
+        Ok(resp)
+    }
 }
 
 /// Why a request got no response.
@@ -89,31 +111,38 @@ impl Pool {
             && !req.headers().contains_key(UPGRADE);
         if lean {
             let (parts, _empty) = req.into_parts();
-            self.send_lean(up, h1::Outgoing::Parts(&parts)).await
+            let (exchanged, home) = self.send_lean(up, h1::Outgoing::Parts(&parts)).await?;
+            let resp = exchanged
+                .into_response()
+                .map_err(|e| SendError::Exchange(e.into()))?;
+            Ok(resp.map(|body| UpstreamBody::lean(body, home)))
         } else {
             self.send_hyper(up, req).await
         }
     }
 
     /// Send a request head written for the lean client (bodyless, to a plain `http://`
-    /// upstream) and return the response head, as [`Pool::send`] does.
-    pub async fn send_head(
-        &self,
-        up: &Upstream,
-        head: LeanHead,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    /// upstream) and return the response head as the upstream sent it, for the lean server to
+    /// relay; its body streams as with [`Pool::send`].
+    pub async fn send_head(&self, up: &Upstream, head: LeanHead) -> Result<Relayed, SendError> {
         let out = h1::Outgoing::Head {
             bytes: &head.bytes,
             method: &head.method,
         };
-        self.send_lean(up, out).await
+        let (exchanged, home) = self.send_lean(up, out).await?;
+        Ok(Relayed {
+            status: exchanged.status,
+            version: exchanged.version,
+            head: exchanged.head,
+            body: UpstreamBody::lean(exchanged.body, home),
+        })
     }
 
     async fn send_lean(
         &self,
         up: &Upstream,
         req: h1::Outgoing<'_>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> Result<(h1::Exchanged, Home), SendError> {
         let mut reused = checkout_lean(up, self.limits.idle_timeout);
         loop {
             let fresh = reused.is_none();
@@ -122,10 +151,7 @@ impl Pool {
                 None => Box::pin(self.connect_lean(up)).await?,
             };
             match conn.exchange(req).await {
-                Ok(resp) => {
-                    let home = self.home(up);
-                    return Ok(resp.map(|body| UpstreamBody::lean(body, home)));
-                }
+                Ok(exchanged) => return Ok((exchanged, self.home(up))),
                 // The reused connection was closing: once more, on a new one.
                 Err(failed) if failed.retry && !fresh => {}
                 Err(failed) => return Err(SendError::Exchange(failed.error.into())),

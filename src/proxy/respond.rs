@@ -118,6 +118,17 @@ impl RateHeaders {
             headers.insert(name, value);
         }
     }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Whether a field of this name (any case) is one these replace.
+    pub fn replaces(&self, name: &[u8]) -> bool {
+        self.0
+            .iter()
+            .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
 }
 
 impl Extend<(HeaderName, HeaderValue)> for RateHeaders {

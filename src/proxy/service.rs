@@ -22,11 +22,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use metrics::Counter;
 
-use super::forward::{self, ClientBody, ForwardCtx, Outbound};
+use super::forward::{self, ClientBody, ForwardCtx, Outbound, Upstreamed};
 use super::gate::{gate, Gate, View};
 use super::heads::Heads;
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
-use super::pool::Pool;
+use super::pool::{Pool, Relayed};
 use super::respond::{self, ProxyBody, ProxyError, RateHeaders, Rejection};
 use super::route::{Route, Target, Upstream};
 use crate::config::RuntimeConfig;
@@ -108,7 +108,36 @@ pub enum Handled {
     Rejected(Arc<Rejection>),
     /// Allowed to an upstream: the forward, guarded, to await. Its box is the one allocation of
     /// a forwarded request's own, and keeps this value small to move.
-    Forward(BoxFuture<'static, Response<ProxyBody>>),
+    Forward(BoxFuture<'static, Answer>),
+}
+
+/// What a forward answers with. Unboxed: a relayed answer is the common case, and a box would
+/// cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Answer {
+    /// A response with its header map.
+    Response(Response<ProxyBody>),
+    /// The upstream's answer to a head the lean server's request went out as, with the RateLimit
+    /// fields to add: the lean server relays it without a header map (`h1_encode`).
+    Relayed(Relayed, RateHeaders),
+}
+
+impl Answer {
+    /// As a `Response` with its header map, for hyper's side. Only the lean server sends the
+    /// heads a relayed answer comes back to, so this is a fallback: a field `http` refuses (its
+    /// rules and httparse's agree) becomes a 502, never a response without it.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let (resp, headers) = match self {
+            Self::Response(resp) => return resp,
+            Self::Relayed(relayed, headers) => match relayed.into_response() {
+                Ok(resp) => (resp.map(Either::Left), headers),
+                Err(_) => (ProxyError::Upstream.into_response(), headers),
+            },
+        };
+        let mut resp = resp;
+        headers.apply(resp.headers_mut());
+        resp
+    }
 }
 
 /// An allowed request, rewritten for its upstream, with what its answer needs afterwards.
@@ -205,7 +234,7 @@ pub fn handle(
 impl Forward {
     /// Send the request to its upstream; its answer, or the error's, carries the RateLimit
     /// headers. Not an `async fn`: the block holds the fields once, not `self` and then them.
-    fn run(self, state: Arc<ProxyState>) -> impl Future<Output = Response<ProxyBody>> + Send {
+    fn run(self, state: Arc<ProxyState>) -> impl Future<Output = Answer> + Send {
         let Self {
             cfg,
             route,
@@ -226,7 +255,11 @@ impl Forward {
             };
             let sent = forward::send(&state.pool, deadline, route, &ups.list[upstream], out).await;
             let mut resp = match sent {
-                Ok(resp) => resp.map(Either::Left),
+                Ok(Upstreamed::Relayed(relayed)) => {
+                    tally.finish(route, relayed.status);
+                    return Answer::Relayed(relayed, headers);
+                }
+                Ok(Upstreamed::Response(resp)) => resp.map(Either::Left),
                 Err(e) => {
                     tally.label = DecisionLabel::Error;
                     e.into_response()
@@ -234,7 +267,7 @@ impl Forward {
             };
             headers.apply(resp.headers_mut());
             tally.finish(route, resp.status());
-            resp
+            Answer::Response(resp)
         }
     }
 }
@@ -260,13 +293,13 @@ pub fn guarded_now(panics: &Counter, f: impl FnOnce() -> Handled) -> Handled {
 }
 
 /// Run a forward, turning a panic into a 500 for this request only, counted in `panics`.
-pub fn guarded<F>(panics: Counter, fut: F) -> impl Future<Output = Response<ProxyBody>>
+pub fn guarded<F>(panics: Counter, fut: F) -> impl Future<Output = Answer>
 where
-    F: Future<Output = Response<ProxyBody>>,
+    F: Future<Output = Answer>,
 {
     AssertUnwindSafe(fut)
         .catch_unwind()
-        .map(move |r| r.unwrap_or_else(|panic| panicked(&panics, panic)))
+        .map(move |r| r.unwrap_or_else(|panic| Answer::Response(panicked(&panics, panic))))
 }
 
 fn panicked(panics: &Counter, panic: Box<dyn Any + Send>) -> Response<ProxyBody> {
