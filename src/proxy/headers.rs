@@ -86,7 +86,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// Whether a field name, in any case, is hop-by-hop (RFC 9110 §7.6.1; Upgrade too, which only
-/// an upgrade carries across): [`hop_bit`] for names not yet made `HeaderName`s. A length test
+/// an upgrade carries across), as `hop_bit` for names not yet made `HeaderName`s. A length test
 /// first rejects almost every name without comparing its bytes.
 pub fn is_hop_name(name: &[u8]) -> bool {
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
