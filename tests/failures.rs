@@ -287,7 +287,8 @@ async fn a_panic_in_the_decision_or_the_forward_becomes_a_counted_500() {
         "the panic message must not leak"
     );
     let ok = tollgate::proxy::service::guarded(conn.panics.clone(), async {
-        Answer::Response(tollgate::proxy::respond::ProxyError::NoRoute.into_response())
+        let resp = tollgate::proxy::respond::ProxyError::NoRoute.into_response();
+        Answer::Response(Box::new(resp))
     })
     .await
     .into_response();

@@ -137,6 +137,7 @@ pub fn outbound_head<'a>(
     upstream: &Upstream,
     method: &Method,
     uri: &Uri,
+    head: &'a [u8],
     fields: impl h1_outbound::Pairs<'a>,
 ) -> Option<Outbound> {
     if upstream.scheme != Scheme::HTTP || uri.scheme().is_some() {
@@ -144,7 +145,7 @@ pub fn outbound_head<'a>(
     }
     let target = uri.path_and_query().map_or("/", PathAndQuery::as_str);
     let mut bytes = Vec::with_capacity(512);
-    h1_outbound::encode(&mut bytes, method, target, fields, ctx, upstream);
+    h1_outbound::encode(&mut bytes, method, target, head, fields, ctx, upstream);
     Some(Outbound::Head(LeanHead {
         method: method.clone(),
         bytes,
@@ -193,7 +194,7 @@ pub async fn send(
             } = *rewritten;
             let sent = pool.send(upstream, req);
             (
-                Left(sent.map(|r| r.map(Upstreamed::Response))),
+                Left(sent.map(|r| r.map(|resp| Upstreamed::Response(Box::new(resp))))),
                 client_upgrade,
             )
         }
@@ -230,7 +231,7 @@ pub async fn send(
     };
     match client_upgrade {
         Some(on_client) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-            let on_upstream = hyper::upgrade::on(&mut resp);
+            let on_upstream = hyper::upgrade::on(&mut *resp);
             tokio::spawn(tunnel(on_client, on_upstream));
         }
         _ => strip_hop_by_hop(resp.headers_mut(), false),
@@ -240,11 +241,12 @@ pub async fn send(
 
 /// What an upstream answered.
 pub enum Upstreamed {
-    /// A response with its header map, hop-by-hop fields removed.
-    Response(Response<UpstreamBody>),
+    /// A response with its header map, hop-by-hop fields removed. Boxed as the relayed answer
+    /// is: the smaller this value, the less each layer of the forward's future copies.
+    Response(Box<Response<UpstreamBody>>),
     /// The lean client's answer to an [`Outbound::Head`], its head as the upstream sent it,
     /// for the lean server to relay (hop-by-hop fields are left out as it writes).
-    Relayed(Relayed),
+    Relayed(Box<Relayed>),
 }
 
 /// Rewrite the request for the upstream: origin-form URI (the connection already names the

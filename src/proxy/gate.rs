@@ -7,11 +7,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{Method, Response, Uri};
+use http::{Method, Uri};
 use smallvec::SmallVec;
 
 use super::metrics::DecisionLabel;
-use super::respond::{rate_limit_headers, ProxyBody, ProxyError, RateHeaders, Rejection};
+use super::rate_headers::RateHeaders;
+use super::respond::{ProxyError, Rejection};
 use super::route::Route;
 use crate::config::RuntimeConfig;
 use crate::limiter::extract::{OnMissing, RequestView};
@@ -34,11 +35,8 @@ pub enum Gate {
         headers: RateHeaders,
         label: DecisionLabel,
     },
-    /// Answer now.
-    Stop {
-        response: Response<ProxyBody>,
-        label: DecisionLabel,
-    },
+    /// Answer this error now.
+    Stop(ProxyError),
     /// Denied: answer this 429.
     Reject(Arc<Rejection>),
 }
@@ -107,8 +105,7 @@ pub fn gate(
             statuses,
             shadow_denied,
         } => {
-            let mut headers = RateHeaders::default();
-            rate_limit_headers(&mut headers, &checks, &statuses, cfg.deny.legacy_headers);
+            let headers = RateHeaders::new(&checks, &statuses, cfg.deny.legacy_headers);
             let label = if shadow_denied.is_some() {
                 DecisionLabel::ShadowDeny
             } else {
@@ -168,10 +165,7 @@ fn record_violation(
 }
 
 fn stop(e: ProxyError) -> Gate {
-    Gate::Stop {
-        response: e.into_response(),
-        label: DecisionLabel::Error,
-    }
+    Gate::Stop(e)
 }
 
 /// Bump each rule's decision counter. `checks` and `route.rules` differ when a rule was skipped,

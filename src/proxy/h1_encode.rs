@@ -18,10 +18,12 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::h1_head::RawHead;
+use super::h1_head::{Kind, RawHead};
 use super::headers::has_token;
+use super::lines::Lines;
 use super::pool::Relayed;
-use super::respond::{ProxyBody, RateHeaders, Rejection};
+use super::rate_headers::RateHeaders;
+use super::respond::{ProxyBody, Rejection};
 
 /// The largest 429 body copied into the write buffer behind its head (the default is about 70
 /// bytes); a larger one is written beside it.
@@ -73,7 +75,7 @@ where
 pub async fn write_relayed<I>(
     io: &mut I,
     wbuf: &mut Vec<u8>,
-    relayed: Relayed,
+    relayed: Box<Relayed>,
     extra: &RateHeaders,
     head_only: bool,
     close: bool,
@@ -83,7 +85,7 @@ where
 {
     let Relayed {
         status, head, body, ..
-    } = relayed;
+    } = *relayed;
     let known = known_length(&body);
     let framing = encode_relayed_head(wbuf, status, &head, extra, known, head_only, close);
     write_body(io, wbuf, body, framing, close).await
@@ -240,23 +242,22 @@ fn encode_relayed_head(
     wbuf.clear();
     status_line(wbuf, status);
     let mut found = Found::default();
-    for (name, value) in head.crossing() {
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        match name.len() {
-            14 if is("content-length") => {
-                found.stated = found.stated.or(Some(value));
+    let mut lines = Lines::new(head.bytes());
+    for line in head.crossing() {
+        match line.kind {
+            Kind::ContentLength => {
+                found.stated = found.stated.or(Some(line.value));
                 continue;
             }
-            4 if is("date") => found.wrote_date = true,
+            Kind::Date => found.wrote_date = true,
             _ => {}
         }
-        if !extra.replaces(name) {
-            field(wbuf, name, value);
+        if !extra.replaces(line.name) {
+            lines.push(wbuf, line.span);
         }
     }
-    for (name, value) in extra.iter() {
-        field(wbuf, name.as_str().as_bytes(), value.as_bytes());
-    }
+    lines.flush(wbuf);
+    wbuf.extend_from_slice(extra.wire());
     encode_framing(wbuf, status, found, known, head_only, close)
 }
 
@@ -545,7 +546,6 @@ mod tests {
     #[test]
     fn a_relayed_head_is_the_one_its_response_would_write() {
         use super::super::h1_head::tests::fields;
-        use super::super::respond::RATELIMIT;
         let heads: &[&[(&str, &str)]] = &[
             &[("Content-Type", "text/plain"), ("Content-Length", "2")],
             &[
@@ -564,8 +564,8 @@ mod tests {
             ],
             &[],
         ];
-        let mut extra = RateHeaders::default();
-        extra.extend([(RATELIMIT, HeaderValue::from_static("\"per-key\";r=9;t=1"))]);
+        let wire = "ratelimit: \"per-key\";r=9;t=1\r\n";
+        let extra = RateHeaders::from_wire(wire);
         for pairs in heads {
             for (status, known, head_only, close) in [
                 (200, Some(2), false, false),
@@ -580,9 +580,7 @@ mod tests {
                 let a =
                     encode_relayed_head(&mut ours, status, &raw, &extra, known, head_only, close);
                 let mut map = fields(pairs).into_map().unwrap();
-                let mut again = RateHeaders::default();
-                again.extend(extra.iter().map(|(n, v)| (n.clone(), v.clone())));
-                again.apply(&mut map);
+                RateHeaders::from_wire(wire).apply(&mut map);
                 let mut closing = close;
                 let b = encode_head(&mut theirs, status, &map, known, head_only, &mut closing);
                 assert_eq!(a, b, "{pairs:?}");

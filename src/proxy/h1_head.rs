@@ -18,23 +18,63 @@ use smallvec::SmallVec;
 
 use super::h1::{Chunk, Framing};
 use super::headers::{connection_named, has_token, is_hop_name};
+use super::lines::span_of;
 
 /// Response header fields allowed (hyper's client allows 100).
 const MAX_HEADERS: usize = 100;
 
-/// A response head's bytes, with where each field lies in them.
+/// A response head's bytes, with where each field lies in them and what they said.
 pub struct RawHead {
     bytes: Bytes,
     fields: SmallVec<[RawField; 12]>,
-    /// A Transfer-Encoding came: a Content-Length beside it does not cross (RFC 9112 §6.3).
-    drop_length: bool,
+    seen: Seen,
 }
 
-/// Where a field's name and value lie in the head.
-#[derive(Clone)]
+/// What a head's fields said, found once as they were parsed.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    /// A Transfer-Encoding came: a Content-Length beside it does not cross (RFC 9112 §6.3).
+    drop_length: bool,
+    /// A Connection field said close.
+    closes: bool,
+    /// A Connection field named other fields, which are hop-by-hop too.
+    names_fields: bool,
+}
+
+/// Where a field's name and value lie in the head (which is at most `u16::MAX` bytes), and
+/// what kind of field it is.
+#[derive(Clone, Copy)]
 struct RawField {
-    name: Range<u32>,
-    value: Range<u32>,
+    name: u16,
+    name_end: u16,
+    value: u16,
+    value_end: u16,
+    kind: Kind,
+}
+
+/// The fields this side reads or drops, by name (any case).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Other,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+    /// Any other hop-by-hop field.
+    Hop,
+}
+
+/// A length test first rejects almost every name without comparing its bytes.
+fn kind(name: &[u8]) -> Kind {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        4 if is(b"date") => Kind::Date,
+        10 if is(b"connection") => Kind::Connection,
+        14 if is(b"content-length") => Kind::ContentLength,
+        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+        _ if is_hop_name(name) => Kind::Hop,
+        _ => Kind::Other,
+    }
 }
 
 /// A complete response head at the start of a buffer.
@@ -43,6 +83,7 @@ pub struct Parsed {
     pub status: StatusCode,
     pub version: Version,
     fields: SmallVec<[RawField; 12]>,
+    seen: Seen,
 }
 
 /// Parse the response head at the start of `buf`. `None`: not complete yet.
@@ -59,6 +100,9 @@ pub fn parse_head(buf: &[u8]) -> io::Result<Option<Parsed>> {
             ))
         }
     };
+    if len > usize::from(u16::MAX) {
+        return Err(invalid("upstream response head too large"));
+    }
     let status = resp
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
@@ -67,75 +111,96 @@ pub fn parse_head(buf: &[u8]) -> io::Result<Option<Parsed>> {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
-    // Offsets fit in u32: a head is at most a few reads past `h1::MAX_HEAD` (64 KiB).
-    let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let from = (s.as_ptr() as usize - base) as u32;
-        from..from + s.len() as u32
-    };
-    let fields = resp
-        .headers
-        .iter()
-        .map(|h| RawField {
-            name: at(h.name.as_bytes()),
-            value: at(h.value),
-        })
-        .collect();
+    let mut seen = Seen::default();
+    let mut fields = SmallVec::new();
+    for h in resp.headers.iter() {
+        let (name, value) = (span_of(buf, h.name.as_bytes()), span_of(buf, h.value));
+        let kind = kind(h.name.as_bytes());
+        match kind {
+            Kind::TransferEncoding => seen.drop_length = true,
+            Kind::Connection => {
+                seen.closes |= has_token(h.value, b"close");
+                seen.names_fields |=
+                    !connection_named([(h.name.as_bytes(), h.value)].into_iter()).is_empty();
+            }
+            _ => {}
+        }
+        // Within the head: under `u16::MAX`, checked above.
+        fields.push(RawField {
+            name: name.start as u16,
+            name_end: name.end as u16,
+            value: value.start as u16,
+            value_end: value.end as u16,
+            kind,
+        });
+    }
     Ok(Some(Parsed {
         len,
         status,
         version,
         fields,
+        seen,
     }))
 }
 
 impl Parsed {
     /// The head, with `bytes` the head's own (the first `len` bytes the parse read).
     pub fn into_head(self, bytes: Bytes) -> RawHead {
-        let mut head = RawHead {
+        RawHead {
             bytes,
             fields: self.fields,
-            drop_length: false,
-        };
-        let coded = head.named(b"transfer-encoding").next().is_some();
-        head.drop_length = coded;
-        head
+            seen: self.seen,
+        }
     }
 }
 
+/// A field of a head: its name and value, its kind, and its line (name to value) in the head.
+pub struct Line<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+    pub kind: Kind,
+    pub span: Range<usize>,
+}
+
 impl RawHead {
-    /// Every field as sent, `(name, value)`.
-    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        self.fields.iter().map(|f| {
-            let name = &self.bytes[f.name.start as usize..f.name.end as usize];
-            (
-                name,
-                &self.bytes[f.value.start as usize..f.value.end as usize],
-            )
+    /// The head's bytes, which every [`Line::span`] is in.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Every field as sent.
+    fn lines(&self) -> impl Iterator<Item = Line<'_>> + Clone {
+        self.fields.iter().map(|f| Line {
+            name: &self.bytes[usize::from(f.name)..usize::from(f.name_end)],
+            value: &self.bytes[usize::from(f.value)..usize::from(f.value_end)],
+            kind: f.kind,
+            span: usize::from(f.name)..usize::from(f.value_end),
         })
     }
 
-    fn named<'s>(&'s self, want: &'s [u8]) -> impl Iterator<Item = &'s [u8]> + Clone + 's {
-        self.pairs()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(want))
-            .map(|(_, v)| v)
+    fn named(&self, kind: Kind) -> impl Iterator<Item = &[u8]> + '_ {
+        self.lines()
+            .filter(move |l| l.kind == kind)
+            .map(|l| l.value)
     }
 
     /// The fields that cross to the client, in the order sent.
-    pub fn crossing(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let named = connection_named(self.pairs());
-        let drop_length = self.drop_length;
-        self.pairs().filter(move |(n, _)| {
-            let dropped = is_hop_name(n)
-                || (drop_length && n.eq_ignore_ascii_case(b"content-length"))
-                || named.iter().any(|c| c.eq_ignore_ascii_case(n));
-            !dropped
+    pub fn crossing(&self) -> impl Iterator<Item = Line<'_>> {
+        let named = match self.seen.names_fields {
+            true => connection_named(self.lines().map(|l| (l.name, l.value))),
+            false => SmallVec::new(),
+        };
+        let drop_length = self.seen.drop_length;
+        self.lines().filter(move |l| match l.kind {
+            Kind::Other | Kind::Date => !named.iter().any(|c| c.eq_ignore_ascii_case(l.name)),
+            Kind::ContentLength => !drop_length,
+            Kind::TransferEncoding | Kind::Connection | Kind::Hop => false,
         })
     }
 
     /// Whether the upstream closes the connection after this answer.
     pub fn closes(&self) -> bool {
-        self.named(b"connection").any(|v| has_token(v, b"close"))
+        self.seen.closes
     }
 
     /// How the body is delimited, and whether that framing leaves the connection reusable. A
@@ -144,12 +209,12 @@ impl RawHead {
         if no_body {
             return Ok((Framing::Done, true));
         }
-        if let Some(last) = self.named(b"transfer-encoding").last() {
+        if let Some(last) = self.named(Kind::TransferEncoding).last() {
             let chunked = last
                 .rsplit(|b| *b == b',')
                 .next()
                 .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            let had_length = self.named(b"content-length").next().is_some();
+            let had_length = self.named(Kind::ContentLength).next().is_some();
             return Ok(if chunked {
                 (Framing::Chunked(Chunk::Size), !had_length)
             } else {
@@ -157,7 +222,7 @@ impl RawHead {
             });
         }
         let mut length = None;
-        for v in self.named(b"content-length") {
+        for v in self.named(Kind::ContentLength) {
             let n = std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
@@ -179,13 +244,12 @@ impl RawHead {
     /// refused one, the answer is an error (a 502), never a response without the field.
     pub fn into_map(self) -> io::Result<HeaderMap> {
         let mut map = HeaderMap::with_capacity(self.fields.len() + 4);
-        for (name, value) in self.crossing() {
-            let name = super::names::header_name(name)
+        for line in self.crossing() {
+            let name = super::names::header_name(line.name)
                 .map_err(|_| invalid("invalid response header name"))?;
-            let start = value.as_ptr() as usize - self.bytes.as_ptr() as usize;
-            let value =
-                HeaderValue::from_maybe_shared(self.bytes.slice(start..start + value.len()))
-                    .map_err(|_| invalid("invalid response header value"))?;
+            let value = self.bytes.slice(span_of(&self.bytes, line.value));
+            let value = HeaderValue::from_maybe_shared(value)
+                .map_err(|_| invalid("invalid response header value"))?;
             map.append(name, value);
         }
         Ok(map)
@@ -229,7 +293,8 @@ pub(super) mod tests {
             (parsed.len, parsed.status, parsed.version),
             (29, StatusCode::NOT_FOUND, Version::HTTP_10)
         );
-        assert_eq!(raw.pairs().collect::<Vec<_>>(), [(&b"X-A"[..], &b"b"[..])]);
+        let pairs: Vec<_> = raw.lines().map(|l| (l.name, l.value, l.kind)).collect();
+        assert_eq!(pairs, [(&b"X-A"[..], &b"b"[..], Kind::Other)]);
         assert!(parse_head(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
     }
 
@@ -274,13 +339,13 @@ pub(super) mod tests {
     /// Every field into a map, then `strip_hop_by_hop`: what crosses on hyper's side.
     fn stripped(raw: &RawHead) -> HeaderMap {
         let mut map = HeaderMap::new();
-        for (n, v) in raw.pairs() {
+        for l in raw.lines() {
             map.append(
-                HeaderName::from_bytes(n).unwrap(),
-                HeaderValue::from_bytes(v).unwrap(),
+                HeaderName::from_bytes(l.name).unwrap(),
+                HeaderValue::from_bytes(l.value).unwrap(),
             );
         }
-        if raw.drop_length {
+        if raw.seen.drop_length {
             map.remove(http::header::CONTENT_LENGTH);
         }
         strip_hop_by_hop(&mut map, false);

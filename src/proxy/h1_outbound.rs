@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 
 use super::forward::ForwardCtx;
 use super::headers::{connection_named, is_hop_name, Plan, Xff};
+use super::lines::{span_of, Lines};
 use super::route::Upstream;
 use crate::limiter::fields::Fields;
 
@@ -21,11 +22,12 @@ pub trait Pairs<'a>: Iterator<Item = (&'a [u8], &'a [u8])> + Clone {}
 impl<'a, I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone> Pairs<'a> for I {}
 
 /// The request line and fields for `upstream` in `out` (cleared first). `target` is the
-/// client's origin-form path and query.
+/// client's origin-form path and query; `fields` lie in `head`, the client's head bytes.
 pub fn encode<'a>(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
+    head: &'a [u8],
     fields: impl Pairs<'a>,
     ctx: &ForwardCtx<'_>,
     upstream: &Upstream,
@@ -45,6 +47,7 @@ pub fn encode<'a>(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut wrote_host = false;
+    let mut lines = Lines::new(head);
     for (name, value) in kept.all.clone() {
         let copy = match kind(name) {
             Kind::Hop => false,
@@ -58,9 +61,10 @@ pub fn encode<'a>(
             Kind::Other => true,
         };
         if copy {
-            field(out, name, value);
+            lines.push(out, span_of(head, name).start..span_of(head, value).end);
         }
     }
+    lines.flush(out);
     if !wrote_host {
         field(out, b"host", host);
     }
@@ -257,8 +261,24 @@ mod tests {
         let ctx = ctx(forwarding, &value);
         let up = upstream(base);
         let mut ours = Vec::new();
-        let iter = pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
-        encode(&mut ours, &Method::GET, target, iter, &ctx, &up);
+        let mut text = format!("GET {target} HTTP/1.1\r\n");
+        for (n, v) in pairs {
+            text.push_str(&format!("{n}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut slots);
+        assert!(req.parse(text.as_bytes()).unwrap().is_complete());
+        let iter = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+        encode(
+            &mut ours,
+            &Method::GET,
+            target,
+            text.as_bytes(),
+            iter,
+            &ctx,
+            &up,
+        );
         let theirs = by_map(&Method::GET, target, pairs, &ctx, &up);
         (ours, theirs)
     }

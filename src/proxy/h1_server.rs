@@ -154,7 +154,8 @@ where
                 match answer {
                     Answer::Response(resp) => {
                         let spare = &mut spare;
-                        write_response(&mut io, &mut wbuf, resp, head_only, closes(), spare).await?
+                        write_response(&mut io, &mut wbuf, *resp, head_only, closes(), spare)
+                            .await?
                     }
                     Answer::Relayed(relayed, extra) => {
                         let (io, wbuf) = (&mut io, &mut wbuf);
@@ -353,7 +354,8 @@ impl Incoming for Lean<'_> {
     ) -> Result<Outbound, ProxyError> {
         let head = &*self.head;
         let pairs = head.fields.iter().map(|f| (head.name(f), head.value(f)));
-        match forward::outbound_head(ctx, upstream, &head.method, &head.uri, pairs) {
+        let (method, uri, bytes) = (&head.method, &head.uri, &head.bytes[..]);
+        match forward::outbound_head(ctx, upstream, method, uri, bytes, pairs) {
             Some(out) => Ok(out),
             None => forward::outbound(ctx, upstream, self.into_request()?),
         }

@@ -124,18 +124,22 @@ impl Pool {
     /// Send a request head written for the lean client (bodyless, to a plain `http://`
     /// upstream) and return the response head as the upstream sent it, for the lean server to
     /// relay; its body streams as with [`Pool::send`].
-    pub async fn send_head(&self, up: &Upstream, head: LeanHead) -> Result<Relayed, SendError> {
+    pub async fn send_head(
+        &self,
+        up: &Upstream,
+        head: LeanHead,
+    ) -> Result<Box<Relayed>, SendError> {
         let out = h1::Outgoing::Head {
             bytes: &head.bytes,
             method: &head.method,
         };
         let (exchanged, home) = self.send_lean(up, out).await?;
-        Ok(Relayed {
+        Ok(Box::new(Relayed {
             status: exchanged.status,
             version: exchanged.version,
             head: exchanged.head,
             body: UpstreamBody::lean(exchanged.body, home),
-        })
+        }))
     }
 
     async fn send_lean(

@@ -1,9 +1,8 @@
-//! Every answer the proxy makes itself, in one place: 429s with their headers, the RateLimit
-//! headers on allowed responses, direct responses, and errors as JSON.
+//! Every answer the proxy makes itself, in one place: 429s with their headers, direct responses,
+//! and errors as JSON. The RateLimit fields themselves are made in `rate_headers.rs`.
 //!
-//! Owns status codes, header syntax (IETF httpapi ratelimit-headers draft: `RateLimit-Policy` and
-//! `RateLimit` as structured-field lists) and body templates. Never leaks internals: an error body
-//! names the failure class, not the upstream's address or an OS error.
+//! Owns status codes and body templates. Never leaks internals: an error body names the failure
+//! class, not the upstream's address or an OS error.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,20 +18,15 @@ use std::sync::Arc;
 
 use super::h1_encode::encoded_fields;
 use super::pool::UpstreamBody;
-use crate::limiter::calendar::PeriodKind;
+use super::rate_headers::{rate_limit_headers, secs_ceil};
 use crate::limiter::extract::BadCost;
-use crate::limiter::{write_span, Check, WindowStatus};
+use crate::limiter::{Check, WindowStatus};
 
 /// The body of every response: the upstream's stream, or bytes we made.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// Names the rule that denied the request.
 pub const RULE_HEADER: HeaderName = HeaderName::from_static("tollgate-rule");
-const LEGACY_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const LEGACY_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const LEGACY_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// A failure the proxy answers itself.
 #[derive(Debug, thiserror::Error)]
@@ -86,113 +80,6 @@ fn json(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-/// The policy name of a window: the rule's, suffixed by the window when the rule has several.
-pub fn policy_name(
-    rule: &str,
-    windows: usize,
-    dur_ms: u64,
-    calendar: Option<PeriodKind>,
-    out: &mut String,
-) {
-    out.push_str(rule);
-    if windows > 1 {
-        out.push('-');
-        write_span(dur_ms, calendar, out);
-    }
-}
-
-fn secs_ceil(ms: u64) -> u64 {
-    ms.div_ceil(1000)
-}
-
-/// The headers an allowed request's answer carries, made before the request goes upstream and
-/// set on whatever answers (replacing an upstream's own).
-#[derive(Default)]
-pub struct RateHeaders(SmallVec<[(HeaderName, HeaderValue); 2]>);
-
-impl RateHeaders {
-    pub fn apply(self, headers: &mut HeaderMap) {
-        for (name, value) in self.0 {
-            headers.insert(name, value);
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.0.iter().map(|(n, v)| (n, v))
-    }
-
-    /// Whether a field of this name (any case) is one these replace.
-    pub fn replaces(&self, name: &[u8]) -> bool {
-        self.0
-            .iter()
-            .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
-    }
-}
-
-impl Extend<(HeaderName, HeaderValue)> for RateHeaders {
-    fn extend<I: IntoIterator<Item = (HeaderName, HeaderValue)>>(&mut self, iter: I) {
-        self.0.extend(iter);
-    }
-}
-
-/// Add `RateLimit-Policy` and `RateLimit` (and the legacy trio when enabled) for `statuses`.
-pub fn rate_limit_headers(
-    out: &mut impl Extend<(HeaderName, HeaderValue)>,
-    checks: &[Check],
-    statuses: &[WindowStatus],
-    legacy: bool,
-) {
-    if statuses.is_empty() {
-        return;
-    }
-    let mut policy = String::with_capacity(48 * statuses.len());
-    let mut state = String::with_capacity(40 * statuses.len());
-    let mut num = itoa::Buffer::new();
-    for (i, s) in statuses.iter().enumerate() {
-        if i > 0 {
-            policy.push_str(", ");
-            state.push_str(", ");
-        }
-        let rule = &checks[s.check as usize].rule.name;
-        let windows = statuses.iter().filter(|o| o.check == s.check).count();
-        // Names go straight into both buffers: no per-window String, no formatter.
-        policy.push('"');
-        policy_name(rule, windows, s.dur_ms, s.calendar, &mut policy);
-        policy.push_str("\";q=");
-        policy.push_str(num.format(s.max));
-        policy.push_str(";w=");
-        policy.push_str(num.format(secs_ceil(s.dur_ms).max(1)));
-        state.push('"');
-        policy_name(rule, windows, s.dur_ms, s.calendar, &mut state);
-        state.push_str("\";r=");
-        state.push_str(num.format(s.remaining));
-        state.push_str(";t=");
-        state.push_str(num.format(secs_ceil(s.reset_ms)));
-    }
-    push(out, RATELIMIT_POLICY, policy);
-    push(out, RATELIMIT, state);
-    if legacy {
-        let tightest = statuses
-            .iter()
-            .min_by_key(|s| s.remaining)
-            .expect("non-empty");
-        out.extend([
-            (LEGACY_LIMIT, HeaderValue::from(tightest.max)),
-            (LEGACY_REMAINING, HeaderValue::from(tightest.remaining)),
-            (
-                LEGACY_RESET,
-                HeaderValue::from(secs_ceil(tightest.reset_ms)),
-            ),
-        ]);
-    }
-}
-
-fn push(out: &mut impl Extend<(HeaderName, HeaderValue)>, name: HeaderName, value: String) {
-    if let Ok(v) = HeaderValue::try_from(value) {
-        out.extend([(name, v)]);
-    }
 }
 
 /// How 429s look: body template and legacy headers.
@@ -423,16 +310,6 @@ mod tests {
             false,
         );
         assert_eq!(&custom.render("r", 3)[..], b"slow down r {x} 3s");
-    }
-
-    #[test]
-    fn policy_names() {
-        let mut s = String::new();
-        policy_name("api", 1, 60_000, None, &mut s);
-        assert_eq!(s, "api");
-        s.clear();
-        policy_name("api", 2, 5_400_000, None, &mut s);
-        assert_eq!(s, "api-90m");
     }
 
     fn check(rule: &crate::limiter::Rule) -> Check<'_, 'static> {

@@ -27,7 +27,8 @@ use super::gate::{gate, Gate, View};
 use super::heads::Heads;
 use super::metrics::{ConnMetrics, DecisionLabel, RouteMetrics};
 use super::pool::{Pool, Relayed};
-use super::respond::{self, ProxyBody, ProxyError, RateHeaders, Rejection};
+use super::rate_headers::RateHeaders;
+use super::respond::{self, ProxyBody, ProxyError, Rejection};
 use super::route::{Route, Target, Upstream};
 use crate::config::RuntimeConfig;
 use crate::limiter::fields::text;
@@ -111,15 +112,14 @@ pub enum Handled {
     Forward(BoxFuture<'static, Answer>),
 }
 
-/// What a forward answers with. Unboxed: a relayed answer is the common case, and a box would
-/// cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
+/// What a forward answers with.
 pub enum Answer {
-    /// A response with its header map.
-    Response(Response<ProxyBody>),
+    /// A response with its header map. Boxed: the relayed answer is the common case, and the
+    /// smaller this value, the less each layer of the forward's future copies.
+    Response(Box<Response<ProxyBody>>),
     /// The upstream's answer to a head the lean server's request went out as, with the RateLimit
     /// fields to add: the lean server relays it without a header map (`h1_encode`).
-    Relayed(Relayed, RateHeaders),
+    Relayed(Box<Relayed>, RateHeaders),
 }
 
 impl Answer {
@@ -128,7 +128,7 @@ impl Answer {
     /// rules and httparse's agree) becomes a 502, never a response without it.
     pub fn into_response(self) -> Response<ProxyBody> {
         let (resp, headers) = match self {
-            Self::Response(resp) => return resp,
+            Self::Response(resp) => return *resp,
             Self::Relayed(relayed, headers) => match relayed.into_response() {
                 Ok(resp) => (resp.map(Either::Left), headers),
                 Err(_) => (ProxyError::Upstream.into_response(), headers),
@@ -195,7 +195,10 @@ pub fn handle(
             tally(DecisionLabel::Deny).finish(route, Rejection::STATUS);
             return Handled::Rejected(rejection);
         }
-        Gate::Stop { response, label } => (response, RateHeaders::default(), tally(label)),
+        Gate::Stop(e) => {
+            let tally = tally(DecisionLabel::Error);
+            (e.into_response(), RateHeaders::default(), tally)
+        }
         Gate::Pass { headers, label } => match &route.target {
             Target::Direct(d) => (respond::direct(d), headers, tally(label)),
             Target::Upstreams(ups) => {
@@ -259,7 +262,7 @@ impl Forward {
                     tally.finish(route, relayed.status);
                     return Answer::Relayed(relayed, headers);
                 }
-                Ok(Upstreamed::Response(resp)) => resp.map(Either::Left),
+                Ok(Upstreamed::Response(resp)) => (*resp).map(Either::Left),
                 Err(e) => {
                     tally.label = DecisionLabel::Error;
                     e.into_response()
@@ -267,7 +270,7 @@ impl Forward {
             };
             headers.apply(resp.headers_mut());
             tally.finish(route, resp.status());
-            Answer::Response(resp)
+            Answer::Response(Box::new(resp))
         }
     }
 }
@@ -297,9 +300,9 @@ pub fn guarded<F>(panics: Counter, fut: F) -> impl Future<Output = Answer>
 where
     F: Future<Output = Answer>,
 {
-    AssertUnwindSafe(fut)
-        .catch_unwind()
-        .map(move |r| r.unwrap_or_else(|panic| Answer::Response(panicked(&panics, panic))))
+    AssertUnwindSafe(fut).catch_unwind().map(move |r| {
+        r.unwrap_or_else(|panic| Answer::Response(Box::new(panicked(&panics, panic))))
+    })
 }
 
 fn panicked(panics: &Counter, panic: Box<dyn Any + Send>) -> Response<ProxyBody> {

@@ -14,7 +14,7 @@ use super::super::raw::{RawConfig, RawRule};
 use super::Errors;
 use crate::limiter::calendar::{Calendar, PeriodKind};
 use crate::limiter::{Limits, Quota, Window};
-use crate::proxy::respond::policy_name;
+use crate::proxy::rate_headers::policy_name;
 
 /// One parsed limit: a maximum per window or period.
 pub(crate) type Parsed = (u32, Per);
