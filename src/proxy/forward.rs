@@ -192,14 +192,14 @@ pub async fn send(
                 req,
                 client_upgrade,
             } = *rewritten;
-            let sent = pool.send(upstream, req);
+            let sent = pool.send(upstream, req, started);
             (
                 Left(sent.map(|r| r.map(|resp| Upstreamed::Response(Box::new(resp))))),
                 client_upgrade,
             )
         }
         Outbound::Head(head) => {
-            let sent = pool.send_head(upstream, head);
+            let sent = pool.send_head(upstream, head, started);
             (Right(sent.map(|r| r.map(Upstreamed::Relayed))), None)
         }
     };
@@ -207,10 +207,7 @@ pub async fn send(
         ResponseDeadline::Timer(limit) => tokio::time::timeout(limit, exchange).await.map_err(drop),
         ResponseDeadline::Watched(heads) => Expiring::new(exchange, heads).await,
     };
-    route
-        .metrics
-        .upstream_duration
-        .record(started.elapsed().as_secs_f64());
+    route.metrics.upstream_duration.record(started.elapsed());
     let mut resp = match sent {
         Err(_) => {
             route.metrics.upstream_timeouts.increment(1);

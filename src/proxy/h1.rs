@@ -243,6 +243,24 @@ pub struct Body {
 }
 
 impl Body {
+    /// Copy the whole body onto `out` when it has a length of at most `max` bytes and has all
+    /// been read already, as a small answer has: no frame is made. `false`: it is left as it
+    /// was, to be read frame by frame.
+    pub fn copy_whole(&mut self, out: &mut Vec<u8>, max: u64) -> bool {
+        let (Framing::Length(n), Some(conn)) = (&self.framing, self.conn.as_mut()) else {
+            return false;
+        };
+        if *n > max || (conn.buf.len() as u64) < *n {
+            return false;
+        }
+        // Under `max`, which fits in usize.
+        let n = *n as usize;
+        out.extend_from_slice(&conn.buf[..n]);
+        conn.buf.advance(n);
+        self.framing = Framing::Done;
+        true
+    }
+
     /// The connection, if the body is complete and the connection may take another request.
     pub fn take_reusable(&mut self) -> Option<Conn> {
         match self.framing {
@@ -383,6 +401,39 @@ impl hyper::body::Body for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body read whole is copied out and what follows it stays for the next answer; one not
+    /// read whole, or past the size asked, is left as it was.
+    #[tokio::test]
+    async fn a_body_read_whole_is_copied_and_the_rest_stays() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let io = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut conn = Conn::new(io);
+        conn.buf.extend_from_slice(b"helloHTTP/1.1 200 OK");
+        let mut body = Body {
+            conn: Some(conn),
+            framing: Framing::Length(5),
+            keep_alive: true,
+        };
+        let mut out = b"head".to_vec();
+        assert!(!body.copy_whole(&mut out, 4), "past the size asked");
+        assert_eq!(out, b"head");
+        assert!(body.copy_whole(&mut out, 5));
+        assert_eq!(out, b"headhello");
+        assert!(matches!(body.framing, Framing::Done));
+        let conn = body.take_reusable().expect("complete and kept alive");
+        assert_eq!(&conn.buf[..], b"HTTP/1.1 200 OK");
+        let mut unread = Body {
+            conn: Some(conn),
+            framing: Framing::Length(100),
+            keep_alive: true,
+        };
+        assert!(!unread.copy_whole(&mut out, 1 << 20), "not all read yet");
+        assert!(matches!(unread.framing, Framing::Length(100)));
+        assert_eq!(out, b"headhello");
+    }
 
     #[test]
     fn trailers_end_after_an_empty_line() {

@@ -29,6 +29,9 @@ use super::respond::{ProxyBody, Rejection};
 /// bytes); a larger one is written beside it.
 const INLINE_BODY: usize = 512;
 
+/// The largest relayed body copied behind its head when it has all been read already.
+const WHOLE_BODY: u64 = 16 * 1024;
+
 /// How a body goes on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Framing {
@@ -84,10 +87,22 @@ where
     I: AsyncWrite + Unpin,
 {
     let Relayed {
-        status, head, body, ..
+        status,
+        head,
+        mut body,
+        ..
     } = *relayed;
     let known = known_length(&body);
     let framing = encode_relayed_head(wbuf, status, &head, extra, known, head_only, close);
+    if let Framing::Length(_) = framing {
+        // A small answer read whole: its body goes behind the head in the one write, with no
+        // frame made and no buffer split off.
+        if body.copy_whole(wbuf, WHOLE_BODY) {
+            io.write_all(wbuf).await?;
+            io.flush().await?;
+            return Ok(!close);
+        }
+    }
     write_body(io, wbuf, body, framing, close).await
 }
 

@@ -1,11 +1,11 @@
 //! Metric handles the data plane bumps: registered once per config (routes) or per app
 //! (connections), so a request only touches atomics.
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge};
 
 use crate::telemetry::{
-    Metrics, CONNECTIONS, CONNECTIONS_RESTED, CONNECTION_PANICS, OPEN_CONNECTIONS, REQUESTS,
-    REQUEST_DURATION, UPSTREAM_DURATION, UPSTREAM_ERRORS,
+    Histogram, Metrics, CONNECTIONS, CONNECTIONS_RESTED, CONNECTION_PANICS, OPEN_CONNECTIONS,
+    REQUESTS, REQUEST_DURATION, UPSTREAM_DURATION, UPSTREAM_ERRORS,
 };
 
 /// How a request was decided, for the `decision` label.

@@ -100,24 +100,26 @@ impl Pool {
     }
 
     /// Send `req` (origin-form URI, Host set) to `up` and return the response head; its body
-    /// streams and hands the connection back when done.
+    /// streams and hands the connection back when done. `now`: when the exchange began, which
+    /// ages the idle connections (see `Home`).
     pub async fn send(
         &self,
         up: &Upstream,
         req: Request<ClientBody>,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let lean = up.scheme == Scheme::HTTP
             && req.body().is_end_stream()
             && !req.headers().contains_key(UPGRADE);
         if lean {
             let (parts, _empty) = req.into_parts();
-            let (exchanged, home) = self.send_lean(up, h1::Outgoing::Parts(&parts)).await?;
+            let (exchanged, home) = self.send_lean(up, h1::Outgoing::Parts(&parts), now).await?;
             let resp = exchanged
                 .into_response()
                 .map_err(|e| SendError::Exchange(e.into()))?;
             Ok(resp.map(|body| UpstreamBody::lean(body, home)))
         } else {
-            self.send_hyper(up, req).await
+            self.send_hyper(up, req, now).await
         }
     }
 
@@ -128,12 +130,13 @@ impl Pool {
         &self,
         up: &Upstream,
         head: LeanHead,
+        now: Instant,
     ) -> Result<Box<Relayed>, SendError> {
         let out = h1::Outgoing::Head {
             bytes: &head.bytes,
             method: &head.method,
         };
-        let (exchanged, home) = self.send_lean(up, out).await?;
+        let (exchanged, home) = self.send_lean(up, out, now).await?;
         Ok(Box::new(Relayed {
             status: exchanged.status,
             version: exchanged.version,
@@ -146,8 +149,9 @@ impl Pool {
         &self,
         up: &Upstream,
         req: h1::Outgoing<'_>,
+        now: Instant,
     ) -> Result<(h1::Exchanged, Home), SendError> {
-        let mut reused = checkout_lean(up, self.limits.idle_timeout);
+        let mut reused = checkout_lean(up, self.limits.idle_timeout, now);
         loop {
             let fresh = reused.is_none();
             let conn = match reused.take() {
@@ -155,7 +159,7 @@ impl Pool {
                 None => Box::pin(self.connect_lean(up)).await?,
             };
             match conn.exchange(req).await {
-                Ok(exchanged) => return Ok((exchanged, self.home(up))),
+                Ok(exchanged) => return Ok((exchanged, self.home(up, now))),
                 // The reused connection was closing: once more, on a new one.
                 Err(failed) if failed.retry && !fresh => {}
                 Err(failed) => return Err(SendError::Exchange(failed.error.into())),
@@ -167,8 +171,9 @@ impl Pool {
         &self,
         up: &Upstream,
         mut req: Request<ClientBody>,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let mut reused = checkout_hyper(up, self.limits.idle_timeout).await;
+        let mut reused = checkout_hyper(up, self.limits.idle_timeout, now).await;
         loop {
             let fresh = reused.is_none();
             let mut sender = match reused.take() {
@@ -181,7 +186,7 @@ impl Pool {
                 Ok(resp) => {
                     // An upgraded connection belongs to the tunnel, never to the pool.
                     let home = (resp.status() != StatusCode::SWITCHING_PROTOCOLS)
-                        .then(|| (self.home(up), sender));
+                        .then(|| (self.home(up, now), sender));
                     return Ok(resp.map(|body| UpstreamBody::hyper(body, home)));
                 }
                 Err(mut e) => match e.take_message() {
@@ -193,10 +198,11 @@ impl Pool {
         }
     }
 
-    fn home(&self, up: &Upstream) -> Home {
+    fn home(&self, up: &Upstream, since: Instant) -> Home {
         Home {
             key: key_of(up),
             limits: self.limits,
+            since,
         }
     }
 
@@ -250,6 +256,14 @@ fn key_of(up: &Upstream) -> Key {
     (up.scheme == Scheme::HTTPS, up.authority.clone())
 }
 
+/// Whether `key` is `up`'s: by the authority's bytes' address first, which the upstream's own
+/// clones share, so the common case compares no text.
+fn is_key_of((https, authority): &Key, up: &Upstream) -> bool {
+    let (a, b) = (authority.as_str(), up.authority.as_str());
+    *https == (up.scheme == Scheme::HTTPS)
+        && ((a.as_ptr() == b.as_ptr() && a.len() == b.len()) || authority == &up.authority)
+}
+
 struct Parked<C> {
     conn: C,
     since: Instant,
@@ -259,15 +273,11 @@ struct Parked<C> {
 struct Idle<C>(Vec<(Key, Vec<Parked<C>>)>);
 
 impl<C> Idle<C> {
-    /// The freshest connection to `up` that has not idled too long.
-    fn pop(&mut self, up: &Upstream, idle_timeout: Duration) -> Option<C> {
-        let https = up.scheme == Scheme::HTTPS;
-        let (_, list) = self
-            .0
-            .iter_mut()
-            .find(|((h, a), _)| *h == https && *a == up.authority)?;
+    /// The freshest connection to `up` that has not idled too long by `now`.
+    fn pop(&mut self, up: &Upstream, idle_timeout: Duration, now: Instant) -> Option<C> {
+        let (_, list) = self.0.iter_mut().find(|(k, _)| is_key_of(k, up))?;
         while let Some(parked) = list.pop() {
-            if parked.since.elapsed() <= idle_timeout {
+            if now.saturating_duration_since(parked.since) <= idle_timeout {
                 return Some(parked.conn);
             }
         }
@@ -278,7 +288,7 @@ impl<C> Idle<C> {
         if home.limits.max_idle == 0 {
             return;
         }
-        let now = Instant::now();
+        let now = home.since;
         let list = match self.0.iter().position(|(k, _)| *k == home.key) {
             Some(i) => &mut self.0[i].1,
             None => {
@@ -289,7 +299,7 @@ impl<C> Idle<C> {
         // Drop what has idled too long, and the oldest when full.
         let stale = list
             .iter()
-            .take_while(|p| now.duration_since(p.since) > home.limits.idle_timeout)
+            .take_while(|p| now.saturating_duration_since(p.since) > home.limits.idle_timeout)
             .count();
         let over = (list.len() - stale + 1).saturating_sub(home.limits.max_idle);
         list.drain(..stale + over);
@@ -303,9 +313,9 @@ thread_local! {
 }
 
 /// The freshest idle hyper connection to `up` that is still open.
-async fn checkout_hyper(up: &Upstream, idle_timeout: Duration) -> Option<Sender> {
+async fn checkout_hyper(up: &Upstream, idle_timeout: Duration, now: Instant) -> Option<Sender> {
     loop {
-        let mut sender = HYPER.with_borrow_mut(|idle| idle.pop(up, idle_timeout))?;
+        let mut sender = HYPER.with_borrow_mut(|idle| idle.pop(up, idle_timeout, now))?;
         if sender.ready().await.is_ok() {
             return Some(sender);
         }
@@ -313,9 +323,9 @@ async fn checkout_hyper(up: &Upstream, idle_timeout: Duration) -> Option<Sender>
 }
 
 /// The freshest idle lean connection to `up` that is still open.
-fn checkout_lean(up: &Upstream, idle_timeout: Duration) -> Option<h1::Conn> {
+fn checkout_lean(up: &Upstream, idle_timeout: Duration, now: Instant) -> Option<h1::Conn> {
     loop {
-        let mut conn = LEAN.with_borrow_mut(|idle| idle.pop(up, idle_timeout))?;
+        let mut conn = LEAN.with_borrow_mut(|idle| idle.pop(up, idle_timeout, now))?;
         if conn.is_open_and_quiet() {
             return Some(conn);
         }
@@ -326,6 +336,10 @@ fn checkout_lean(up: &Upstream, idle_timeout: Duration) -> Option<h1::Conn> {
 struct Home {
     key: Key,
     limits: Limits,
+    /// When the exchange began: the connection counts as idle from then, never later than it
+    /// really went idle, so it is retired no later than `pool_idle_timeout` after (and no clock
+    /// is read to park it).
+    since: Instant,
 }
 
 /// An upstream response body that returns its connection to the pool at its end.
@@ -380,6 +394,20 @@ impl UpstreamBody {
         }
     }
 
+    /// Copy the whole body onto `out` when the lean client has already read all of it and it is
+    /// at most `max` bytes (see `h1::Body::copy_whole`); its connection then goes back. `false`:
+    /// the body is untouched, to be read frame by frame.
+    pub fn copy_whole(&mut self, out: &mut Vec<u8>, max: u64) -> bool {
+        let Inner::Lean { body, .. } = &mut self.0 else {
+            return false;
+        };
+        let copied = body.copy_whole(out, max);
+        if copied {
+            self.done();
+        }
+        copied
+    }
+
     /// A broken body leaves its connection in an unknown state: never reuse it.
     fn broken(&mut self) {
         match &mut self.0 {
@@ -422,5 +450,78 @@ impl Body for UpstreamBody {
             Inner::Hyper { body, .. } => body.size_hint(),
             Inner::Lean { body, .. } => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(authority: &str) -> Upstream {
+        Upstream {
+            scheme: Scheme::HTTP,
+            authority: authority.parse().unwrap(),
+            base_path: String::new(),
+        }
+    }
+
+    fn home(up: &Upstream, max_idle: usize, since: Instant) -> Home {
+        Home {
+            key: key_of(up),
+            limits: Limits {
+                max_idle,
+                idle_timeout: Duration::from_secs(10),
+            },
+            since,
+        }
+    }
+
+    /// A connection counts as idle from the start of the exchange it served: one older than the
+    /// idle timeout by the time asked is never handed out, and a full list drops its oldest.
+    #[test]
+    fn idle_connections_age_from_their_exchange_and_the_list_is_bounded() {
+        let t0 = Instant::now();
+        let up = upstream("127.0.0.1:9");
+        let secs = Duration::from_secs;
+        let mut idle = Idle::<u32>(Vec::new());
+        idle.push(home(&up, 2, t0), 1);
+        idle.push(home(&up, 2, t0 + secs(5)), 2);
+        idle.push(home(&up, 2, t0 + secs(6)), 3); // over max_idle 2: the oldest (1) goes
+        let timeout = secs(10);
+        assert_eq!(idle.pop(&up, timeout, t0 + secs(12)), Some(3));
+        // 2 idled from t0 + 5 s: past the timeout at t0 + 16 s, so nothing is handed out.
+        assert_eq!(idle.pop(&up, timeout, t0 + secs(16)), None);
+        // A later push drops what idled too long before parking.
+        idle.push(home(&up, 2, t0), 4);
+        idle.push(home(&up, 2, t0 + secs(20)), 5);
+        assert_eq!(idle.0[0].1.len(), 1);
+        assert_eq!(idle.pop(&up, timeout, t0 + secs(20)), Some(5));
+        let none = home(&up, 0, t0);
+        idle.push(none, 6);
+        assert_eq!(idle.pop(&up, timeout, t0), None, "max_idle 0 keeps nothing");
+    }
+
+    /// An upstream matches its own list whether its authority is the very value the list was
+    /// keyed with or an equal one (after a reload), and no other upstream's.
+    #[test]
+    fn a_list_is_found_by_the_same_or_an_equal_authority() {
+        let t0 = Instant::now();
+        let up = upstream("127.0.0.1:9");
+        let mut idle = Idle::<u32>(Vec::new());
+        idle.push(home(&up, 4, t0), 1);
+        idle.push(home(&up, 4, t0), 2);
+        assert!(is_key_of(&key_of(&up), &up));
+        let reloaded = upstream("127.0.0.1:9");
+        assert_eq!(idle.pop(&reloaded, Duration::from_secs(1), t0), Some(2));
+        assert_eq!(
+            idle.pop(&upstream("127.0.0.1:10"), Duration::from_secs(1), t0),
+            None
+        );
+        let https = Upstream {
+            scheme: Scheme::HTTPS,
+            ..upstream("127.0.0.1:9")
+        };
+        assert_eq!(idle.pop(&https, Duration::from_secs(1), t0), None);
+        assert_eq!(idle.pop(&up, Duration::from_secs(1), t0), Some(1));
     }
 }

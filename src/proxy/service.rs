@@ -279,12 +279,10 @@ impl Tally {
     fn finish(self, route: &Route, status: StatusCode) {
         let status = status.as_u16();
         route.metrics.count(self.label, status);
-        route
-            .metrics
-            .duration
-            .record(self.started.elapsed().as_secs_f64());
+        let took = self.started.elapsed();
+        route.metrics.duration.record(took);
         if let Some((method, path)) = self.access {
-            tracing::info!(target: "tollgate::access", %method, %path, status, route = %route.name, client = %self.client_ip, micros = self.started.elapsed().as_micros() as u64);
+            tracing::info!(target: "tollgate::access", %method, %path, status, route = %route.name, client = %self.client_ip, micros = took.as_micros() as u64);
         }
     }
 }

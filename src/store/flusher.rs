@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge};
 
 use super::{
     Batch, FlushOutcome, Store, StoreError, TrafficCounts, TrafficDelta, UsageDelta, UsageKey,
@@ -88,7 +88,7 @@ struct FlushMetrics {
     ok: Counter,
     replayed: Counter,
     error: Counter,
-    duration: Histogram,
+    duration: t::Histogram,
     usage_rows: Counter,
     violation_rows: Counter,
     pending: Gauge,
@@ -279,9 +279,7 @@ impl<S: Store + 'static> Flusher<S> {
         };
         let started = Instant::now();
         let result = tokio::time::timeout(FLUSH_TIMEOUT, self.store.flush(&pending.batch)).await;
-        self.metrics
-            .duration
-            .record(started.elapsed().as_secs_f64());
+        self.metrics.duration.record(started.elapsed());
         match result {
             Ok(Ok(outcome)) => {
                 let batch = self.stuck.pop_front().map(|p| p.batch).unwrap_or_default();

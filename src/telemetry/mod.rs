@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+mod histogram;
+pub use histogram::Histogram;
+use histogram::{label_text, Series};
 
 pub const REQUESTS: &str = "tollgate_requests_total";
 pub const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
@@ -46,11 +48,20 @@ pub const FEED_CLIENTS: &str = "tollgate_feed_clients";
 pub const FEED_DROPPED_CLIENTS: &str = "tollgate_feed_dropped_clients_total";
 pub const LOG_DROPPED_LINES: &str = "tollgate_log_dropped_lines_total";
 
-/// Latency buckets in seconds: 50 µs to 30 s, so both a loopback hop and a slow upstream land
-/// in a real bucket rather than in a summary.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0, 30.0,
+/// Every histogram family, with its help text, in the order rendered (see `histogram.rs`).
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        REQUEST_DURATION,
+        "Time from request head to response head, by route.",
+    ),
+    (
+        UPSTREAM_DURATION,
+        "Time the upstream took to answer with a head, by route.",
+    ),
+    (
+        STORE_FLUSH_DURATION,
+        "Time one flush of the usage store took, failures included.",
+    ),
 ];
 
 static METADATA: Metadata<'static> =
@@ -60,7 +71,8 @@ static METADATA: Metadata<'static> =
 ///
 /// Counters and gauges live in atomics of our own (`Values`): the hot path bumps those, a scrape
 /// copies them into the exporter, and the admin plane reads them back (the feed's stats, the
-/// per-minute traffic rows) without rendering text. Histograms go to the exporter directly.
+/// per-minute traffic rows) without rendering text. Histograms are ours entirely
+/// (`histogram.rs`): rendered after the exporter's text.
 #[derive(Clone)]
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
@@ -77,6 +89,7 @@ struct Values {
     gauges: Mutex<HashMap<Key, (Arc<AtomicU64>, Gauge)>>,
     /// Counters kept elsewhere (a library's own atomic): read into our atomic on each render.
     observed: Mutex<Vec<(Arc<AtomicU64>, Observer)>>,
+    histograms: Mutex<HashMap<Key, Arc<Series>>>,
 }
 
 type Observer = Box<dyn Fn() -> u64 + Send + Sync>;
@@ -89,10 +102,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-            .expect("static buckets are non-empty")
-            .build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let metrics = Self {
             recorder: Arc::new(recorder),
@@ -155,21 +165,6 @@ impl Metrics {
         for (name, help) in gauges {
             r.describe_gauge((*name).into(), None, (*help).into());
         }
-        r.describe_histogram(
-            REQUEST_DURATION.into(),
-            Some(Unit::Seconds),
-            "Time from request head to response head, by route.".into(),
-        );
-        r.describe_histogram(
-            UPSTREAM_DURATION.into(),
-            Some(Unit::Seconds),
-            "Time the upstream took to answer with a head, by route.".into(),
-        );
-        r.describe_histogram(
-            STORE_FLUSH_DURATION.into(),
-            Some(Unit::Seconds),
-            "Time one flush of the usage store took, failures included.".into(),
-        );
         metrics::with_local_recorder(r, || self.process.describe());
     }
 
@@ -231,9 +226,12 @@ impl Metrics {
             .map_or(0.0, |(v, _)| f64::from_bits(v.load(Ordering::Relaxed)))
     }
 
+    /// The histogram `name{labels}` (a family of `HISTOGRAMS`); the same series always gets
+    /// the same buckets.
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
-        self.recorder
-            .register_histogram(&key(name, labels), &METADATA)
+        debug_assert!(HISTOGRAMS.iter().any(|(n, _)| *n == name), "{name}");
+        let mut map = lock(&self.values.histograms);
+        Histogram::new(map.entry(key(name, labels)).or_default().clone())
     }
 
     /// Render the text exposition, refreshing process CPU and memory first.
@@ -248,7 +246,33 @@ impl Metrics {
         for (value, exported) in lock(&self.values.gauges).values() {
             exported.set(f64::from_bits(value.load(Ordering::Relaxed)));
         }
-        self.handle.render()
+        let mut text = self.handle.render();
+        self.render_histograms(&mut text);
+        text
+    }
+
+    /// Each histogram family with a series: its HELP and TYPE, then its series by labels.
+    fn render_histograms(&self, out: &mut String) {
+        let map = lock(&self.values.histograms);
+        for (name, help) in HISTOGRAMS {
+            let mut series: Vec<_> = map
+                .iter()
+                .filter(|(k, _)| k.name() == *name)
+                .map(|(k, s)| (label_text(&labels_of(k)), s))
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            series.sort_by(|a, b| a.0.cmp(&b.0));
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+            for (labels, s) in series {
+                s.render(name, &labels, out);
+            }
+            out.push('\n');
+        }
     }
 
     /// Drain histogram buffers; called on a timer so memory stays flat between scrapes.
