@@ -177,14 +177,15 @@ pub enum ResponseDeadline {
     Watched(Arc<Heads>),
 }
 
-/// Send an outbound request over `pool` within its deadline and return its answer, streaming; failures are counted on the route and mapped to 502/504.
+/// Send an outbound request over `pool` within its deadline and return its answer, streaming,
+/// with when it came (or failed): failures are counted on the route and mapped to 502/504.
 pub async fn send(
     pool: &Pool,
     deadline: ResponseDeadline,
     route: &Route,
     upstream: &Upstream,
     out: Outbound,
-) -> Result<Upstreamed, ProxyError> {
+) -> (Instant, Result<Upstreamed, ProxyError>) {
     let started = Instant::now();
     let (exchange, client_upgrade) = match out {
         Outbound::Request(rewritten) => {
@@ -207,7 +208,17 @@ pub async fn send(
         ResponseDeadline::Timer(limit) => tokio::time::timeout(limit, exchange).await.map_err(drop),
         ResponseDeadline::Watched(heads) => Expiring::new(exchange, heads).await,
     };
-    route.metrics.upstream_duration.record(started.elapsed());
+    let ended = Instant::now();
+    route.metrics.upstream_duration.record(ended - started);
+    (ended, answered(route, sent, client_upgrade))
+}
+
+/// The answer of a send, or its failure counted and mapped.
+fn answered(
+    route: &Route,
+    sent: Result<Result<Upstreamed, SendError>, ()>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Upstreamed, ProxyError> {
     let mut resp = match sent {
         Err(_) => {
             route.metrics.upstream_timeouts.increment(1);

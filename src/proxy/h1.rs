@@ -85,21 +85,15 @@ impl Conn {
     }
 
     /// Whether an idle connection can take a request: nothing arrived on it and the upstream did
-    /// not close it. Costs a syscall only when the socket was marked readable while it idled.
+    /// not close it. Costs a syscall only when the socket was marked readable while it idled
+    /// (closed, or readiness left from the last read): `try_read` looks at the readiness the
+    /// runtime keeps first, and registers no waker.
     pub fn is_open_and_quiet(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            // Readable: closed, or stale readiness from the last read. Ask the socket.
-            Poll::Ready(Ok(())) => matches!(
+        self.buf.is_empty()
+            && matches!(
                 self.io.try_read(&mut [0u8; 1]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            ),
-        }
+            )
     }
 
     /// Send a request head (the request has no body) and read the response head.

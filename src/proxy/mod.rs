@@ -11,6 +11,7 @@ mod h1;
 mod h1_encode;
 mod h1_head;
 mod h1_outbound;
+mod h1_request;
 mod h1_server;
 pub mod headers;
 mod heads;

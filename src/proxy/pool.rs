@@ -256,12 +256,20 @@ fn key_of(up: &Upstream) -> Key {
     (up.scheme == Scheme::HTTPS, up.authority.clone())
 }
 
-/// Whether `key` is `up`'s: by the authority's bytes' address first, which the upstream's own
-/// clones share, so the common case compares no text.
+/// Whether `key` is `up`'s.
 fn is_key_of((https, authority): &Key, up: &Upstream) -> bool {
-    let (a, b) = (authority.as_str(), up.authority.as_str());
-    *https == (up.scheme == Scheme::HTTPS)
-        && ((a.as_ptr() == b.as_ptr() && a.len() == b.len()) || authority == &up.authority)
+    *https == (up.scheme == Scheme::HTTPS) && same_authority(authority, &up.authority)
+}
+
+fn same_key((https, authority): &Key, (other_https, other): &Key) -> bool {
+    https == other_https && same_authority(authority, other)
+}
+
+/// By the bytes' address first, which an upstream's own clones share, so the common case
+/// compares no text.
+fn same_authority(a: &Authority, b: &Authority) -> bool {
+    let (x, y) = (a.as_str(), b.as_str());
+    (x.as_ptr() == y.as_ptr() && x.len() == y.len()) || a == b
 }
 
 struct Parked<C> {
@@ -289,7 +297,7 @@ impl<C> Idle<C> {
             return;
         }
         let now = home.since;
-        let list = match self.0.iter().position(|(k, _)| *k == home.key) {
+        let list = match self.0.iter().position(|(k, _)| same_key(k, &home.key)) {
             Some(i) => &mut self.0[i].1,
             None => {
                 self.0.push((home.key, Vec::new()));

@@ -256,10 +256,11 @@ impl Forward {
                 Some(heads) => forward::ResponseDeadline::Watched(heads),
                 None => forward::ResponseDeadline::Timer(state.response_timeout),
             };
-            let sent = forward::send(&state.pool, deadline, route, &ups.list[upstream], out).await;
+            let (ended, sent) =
+                forward::send(&state.pool, deadline, route, &ups.list[upstream], out).await;
             let mut resp = match sent {
                 Ok(Upstreamed::Relayed(relayed)) => {
-                    tally.finish(route, relayed.status);
+                    tally.finish_at(route, relayed.status, ended);
                     return Answer::Relayed(relayed, headers);
                 }
                 Ok(Upstreamed::Response(resp)) => (*resp).map(Either::Left),
@@ -269,7 +270,7 @@ impl Forward {
                 }
             };
             headers.apply(resp.headers_mut());
-            tally.finish(route, resp.status());
+            tally.finish_at(route, resp.status(), ended);
             Answer::Response(Box::new(resp))
         }
     }
@@ -277,9 +278,14 @@ impl Forward {
 
 impl Tally {
     fn finish(self, route: &Route, status: StatusCode) {
+        self.finish_at(route, status, Instant::now());
+    }
+
+    /// Count and log the request as answered at `now`.
+    fn finish_at(self, route: &Route, status: StatusCode, now: Instant) {
         let status = status.as_u16();
         route.metrics.count(self.label, status);
-        let took = self.started.elapsed();
+        let took = now.saturating_duration_since(self.started);
         route.metrics.duration.record(took);
         if let Some((method, path)) = self.access {
             tracing::info!(target: "tollgate::access", %method, %path, status, route = %route.name, client = %self.client_ip, micros = took.as_micros() as u64);
