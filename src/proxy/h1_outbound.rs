@@ -38,7 +38,7 @@ pub fn encode<'a>(
     let host = client_host.map_or(upstream.authority.as_str().as_bytes(), |(_, v)| v);
     let plan = ctx
         .forwarding
-        .plan(&kept, ctx.peer.ip(), ctx.proto, Some(host));
+        .plan(&kept, ctx.peer.addr.ip(), ctx.proto, Some(host));
 
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
@@ -75,12 +75,15 @@ pub fn encode<'a>(
 /// The forwarding fields this hop sets.
 fn added(out: &mut Vec<u8>, plan: &Plan<'_>, ctx: &ForwardCtx<'_>) {
     match &plan.xff {
-        Some(Xff::Peer) => field(out, b"x-forwarded-for", ctx.peer_value.as_bytes()),
+        Some(Xff::Peer) => out.extend_from_slice(&ctx.peer.xff_line),
         Some(Xff::Chain(chain)) => field(out, b"x-forwarded-for", chain.as_bytes()),
         None => {}
     }
-    if let Some(proto) = plan.xfp {
-        field(out, b"x-forwarded-proto", proto.as_bytes());
+    match plan.xfp {
+        Some("http") => out.extend_from_slice(b"x-forwarded-proto: http\r\n"),
+        Some("https") => out.extend_from_slice(b"x-forwarded-proto: https\r\n"),
+        Some(proto) => field(out, b"x-forwarded-proto", proto.as_bytes()),
+        None => {}
     }
     if let Some(host) = plan.xfh {
         field(out, b"x-forwarded-host", host);
@@ -175,6 +178,7 @@ mod tests {
 
     use super::super::forward;
     use super::super::headers::Forwarding;
+    use super::super::service::Peer;
     use super::*;
 
     fn upstream(base: &str) -> Upstream {
@@ -185,13 +189,12 @@ mod tests {
         }
     }
 
-    fn ctx(forwarding: &Forwarding, value: &HeaderValue) -> ForwardCtx<'static> {
+    fn ctx(forwarding: &Forwarding) -> ForwardCtx<'static> {
         let forwarding: &'static Forwarding = Box::leak(Box::new(forwarding.clone()));
-        let value: &'static HeaderValue = Box::leak(Box::new(value.clone()));
+        let peer = Peer::new(SocketAddr::from(([10, 0, 0, 9], 4000)));
         ForwardCtx {
             forwarding,
-            peer: SocketAddr::from(([10, 0, 0, 9], 4000)),
-            peer_value: value,
+            peer: Box::leak(Box::new(peer)),
             proto: "http",
         }
     }
@@ -257,8 +260,15 @@ mod tests {
         target: &str,
         pairs: &[(&str, &str)],
     ) -> (Vec<u8>, Vec<u8>) {
-        let value = HeaderValue::from_static("10.0.0.9");
-        let ctx = ctx(forwarding, &value);
+        both_as(ctx(forwarding), base, target, pairs)
+    }
+
+    fn both_as(
+        ctx: ForwardCtx<'static>,
+        base: &str,
+        target: &str,
+        pairs: &[(&str, &str)],
+    ) -> (Vec<u8>, Vec<u8>) {
         let up = upstream(base);
         let mut ours = Vec::new();
         let mut text = format!("GET {target} HTTP/1.1\r\n");
@@ -352,6 +362,21 @@ mod tests {
                     assert_same(forwarding, base, pairs);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_forwarded_proto_line_is_the_listeners() {
+        for proto in ["http", "https", "other"] {
+            let ctx = ForwardCtx {
+                proto,
+                ..ctx(&Forwarding::default())
+            };
+            let (ours, theirs) = both_as(ctx, "", "/", &[("Host", "api.test")]);
+            let (_, fields) = parse(&ours);
+            let want = ("x-forwarded-proto".to_string(), proto.to_string());
+            assert!(fields.contains(&want), "{}", String::from_utf8_lossy(&ours));
+            assert_eq!(grouped(fields), grouped(parse(&theirs).1));
         }
     }
 

@@ -108,15 +108,29 @@ pub fn connection_named<'a>(
     fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
 ) -> SmallVec<[&'a [u8]; 2]> {
     let mut named = SmallVec::new();
-    for (_, value) in fields.filter(|(n, _)| n.eq_ignore_ascii_case(b"connection")) {
-        named.extend(tokens(value).filter(|t| {
-            !t.is_empty()
-                && ![&b"close"[..], b"keep-alive", b"upgrade"]
-                    .iter()
-                    .any(|k| t.eq_ignore_ascii_case(k))
-        }));
+    // Asked of every field of every request: the name's length first, and no tokenizing for
+    // the usual lone `keep-alive` or `close`.
+    for (name, value) in fields {
+        if name.len() != 10 || !name.eq_ignore_ascii_case(b"connection") || is_usual(value) {
+            continue;
+        }
+        for t in tokens(value) {
+            if !t.is_empty() && !is_usual(t) {
+                named.push(t);
+            }
+        }
     }
     named
+}
+
+/// `close`, `keep-alive` or `upgrade` (any case): the Connection tokens that name no field.
+fn is_usual(token: &[u8]) -> bool {
+    match token.len() {
+        5 => token.eq_ignore_ascii_case(b"close"),
+        10 => token.eq_ignore_ascii_case(b"keep-alive"),
+        7 => token.eq_ignore_ascii_case(b"upgrade"),
+        _ => false,
+    }
 }
 
 /// The tokens of a comma-separated header value, trimmed.
@@ -368,10 +382,14 @@ mod tests {
         let pairs = [
             (&b"Connection"[..], &b"Close, X-Secret, keep-alive"[..]),
             (b"connection", b"upgrade,, x-two"),
+            (b"CONNECTION", b"KEEP-ALIVE"),
+            (b"connection", b"close"),
+            (b"Connection", b"x-three"),
+            (b"connections", b"x-not"),
             (b"X-Secret", b"1"),
         ];
         let named = connection_named(pairs.iter().copied());
-        assert_eq!(named.as_slice(), [&b"X-Secret"[..], b"x-two"]);
+        assert_eq!(named.as_slice(), [&b"X-Secret"[..], b"x-two", b"x-three"]);
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //! wire as: the lean server copies them behind a relayed answer in one piece, and a header map
 //! gets them through [`RateHeaders::apply`].
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use crate::limiter::calendar::PeriodKind;
 use crate::limiter::{write_span, Check, WindowStatus};
@@ -34,7 +38,7 @@ impl RateHeaders {
         if !statuses.is_empty() {
             wire.reserve(64 + 80 * statuses.len());
             line(&mut wire, &RATELIMIT_POLICY, |w| {
-                policy(w, checks, statuses)
+                policy_cached(w, checks, statuses)
             });
             line(&mut wire, &RATELIMIT, |w| state(w, checks, statuses));
             if legacy {
@@ -149,6 +153,65 @@ fn policy(out: &mut String, checks: &[Check], statuses: &[WindowStatus]) {
     });
 }
 
+/// What a `RateLimit-Policy` value is made of, per window: its rule's name (held, so the
+/// pointer compared is never a freed and reused one), how many windows the rule shows, the
+/// quota, the window.
+struct PolicyKey {
+    name: Arc<str>,
+    windows: usize,
+    max: u32,
+    dur_ms: u64,
+    calendar: Option<PeriodKind>,
+}
+
+impl PolicyKey {
+    fn of(checks: &[Check], statuses: &[WindowStatus], s: &WindowStatus) -> Self {
+        Self {
+            name: checks[s.check as usize].rule.name.clone(),
+            windows: windows_of(statuses, s),
+            max: s.max,
+            dur_ms: s.dur_ms,
+            calendar: s.calendar,
+        }
+    }
+
+    fn is(&self, checks: &[Check], statuses: &[WindowStatus], s: &WindowStatus) -> bool {
+        Arc::ptr_eq(&self.name, &checks[s.check as usize].rule.name)
+            && (self.max, self.dur_ms, self.calendar) == (s.max, s.dur_ms, s.calendar)
+            && self.windows == windows_of(statuses, s)
+    }
+}
+
+thread_local! {
+    /// The last `RateLimit-Policy` value this thread made, and what it was made of: most
+    /// answers of a route carry the same one.
+    static LAST_POLICY: RefCell<(SmallVec<[PolicyKey; 2]>, String)> =
+        const { RefCell::new((SmallVec::new_const(), String::new())) };
+}
+
+/// [`policy`], copied from the thread's last one when it was made of the same windows.
+fn policy_cached(out: &mut String, checks: &[Check], statuses: &[WindowStatus]) {
+    LAST_POLICY.with_borrow_mut(|(keys, text)| {
+        let same = keys.len() == statuses.len()
+            && keys
+                .iter()
+                .zip(statuses)
+                .all(|(k, s)| k.is(checks, statuses, s));
+        if !same {
+            keys.clear();
+            keys.extend(statuses.iter().map(|s| PolicyKey::of(checks, statuses, s)));
+            text.clear();
+            policy(text, checks, statuses);
+        }
+        out.push_str(text);
+    })
+}
+
+/// How many of `statuses` belong to `s`'s check: a rule with several names each window.
+fn windows_of(statuses: &[WindowStatus], s: &WindowStatus) -> usize {
+    statuses.iter().filter(|o| o.check == s.check).count()
+}
+
 /// `RateLimit`: each window's name, what remains and the seconds until it resets.
 fn state(out: &mut String, checks: &[Check], statuses: &[WindowStatus]) {
     let mut num = itoa::Buffer::new();
@@ -173,7 +236,7 @@ fn each_window(
             out.push_str(", ");
         }
         let rule = &checks[s.check as usize].rule.name;
-        let windows = statuses.iter().filter(|o| o.check == s.check).count();
+        let windows = windows_of(statuses, s);
         out.push('"');
         policy_name(rule, windows, s.dur_ms, s.calendar, out);
         params(out, s);
@@ -306,5 +369,71 @@ mod tests {
             assert!(legacy.replaces(name.as_bytes()), "{name}");
         }
         assert!(RateHeaders::new(&checks, &[], true).wire().is_empty());
+    }
+
+    /// The thread's cached policy value is used only for the same windows: another quota,
+    /// window, rule or number of windows makes a new one.
+    #[test]
+    fn the_policy_value_follows_its_windows() {
+        use crate::limiter::{Key, KeyPart};
+        let (a, b) = windows();
+        let a2 = crate::limiter::Rule::new("a2", a.limits.clone(), false);
+        let check = |rule| Check {
+            rule,
+            key: Key::single(KeyPart::Str("k")),
+            cost: 1,
+        };
+        // The same rule twice (two checks): one window each, so neither name is suffixed.
+        let checks = [check(&a), check(&b), check(&a2), check(&b)];
+        let status = |check, max, dur_ms| WindowStatus {
+            check,
+            window: 0,
+            max,
+            dur_ms,
+            calendar: None,
+            remaining: 1,
+            reset_ms: 1,
+        };
+        let policy_of = |statuses: &[WindowStatus]| {
+            let wire = RateHeaders::new(&checks, statuses, false);
+            let (_, value) = wire.fields().next().unwrap();
+            value.to_string()
+        };
+        let cases: &[(&[WindowStatus], &str)] = &[
+            (&[status(0, 5, 1_000)], "\"a\";q=5;w=1"),
+            (&[status(0, 5, 1_000)], "\"a\";q=5;w=1"),
+            (&[status(0, 7, 1_000)], "\"a\";q=7;w=1"),
+            (&[status(0, 7, 2_000)], "\"a\";q=7;w=2"),
+            (&[status(2, 7, 2_000)], "\"a2\";q=7;w=2"),
+            (&[status(1, 7, 2_000)], "\"b\";q=7;w=2"),
+            (
+                &[status(1, 7, 2_000), status(1, 9, 1_000)],
+                "\"b-2s\";q=7;w=2, \"b-1s\";q=9;w=1",
+            ),
+            (
+                &[status(1, 7, 2_000), status(3, 9, 1_000)],
+                "\"b\";q=7;w=2, \"b\";q=9;w=1",
+            ),
+            (
+                &[status(1, 7, 2_000), status(1, 9, 1_000)],
+                "\"b-2s\";q=7;w=2, \"b-1s\";q=9;w=1",
+            ),
+            (
+                &[status(1, 7, 2_000), status(0, 9, 1_000)],
+                "\"b\";q=7;w=2, \"a\";q=9;w=1",
+            ),
+            (
+                &[
+                    status(1, 7, 2_000),
+                    status(0, 9, 1_000),
+                    status(0, 9, 60_000),
+                ],
+                "\"b\";q=7;w=2, \"a-1s\";q=9;w=1, \"a-1m\";q=9;w=60",
+            ),
+            (&[status(1, 7, 2_000)], "\"b\";q=7;w=2"),
+        ];
+        for (statuses, want) in cases {
+            assert_eq!(policy_of(statuses), *want, "{statuses:?}");
+        }
     }
 }

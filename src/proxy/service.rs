@@ -52,13 +52,22 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The IP as a header value (X-Forwarded-For), formatted once per connection.
     pub header: HeaderValue,
+    /// `x-forwarded-for: IP\r\n`, the line a lean outbound head carries, made once too.
+    pub xff_line: Box<[u8]>,
 }
 
 impl Peer {
     pub fn new(addr: SocketAddr) -> Self {
         let header = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, header }
+        let xff_line = [b"x-forwarded-for: ", header.as_bytes(), b"\r\n"]
+            .concat()
+            .into_boxed_slice();
+        Self {
+            addr,
+            header,
+            xff_line,
+        }
     }
 }
 
@@ -204,8 +213,7 @@ pub fn handle(
             Target::Upstreams(ups) => {
                 let ctx = ForwardCtx {
                     forwarding: &cfg.forwarding,
-                    peer: peer.addr,
-                    peer_value: &peer.header,
+                    peer,
                     proto: state.proto,
                 };
                 let upstream = ups.pick();
