@@ -22,6 +22,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Unix milliseconds (see the module docs); never decreases.
     fn now_ms(&self) -> u64;
+
+    /// Unix milliseconds at `at`, a moment just read (a request's start): a clock that follows
+    /// the monotonic clock turns it into its reading without reading the time again. A clock
+    /// moved by hand reads its own time.
+    fn ms_at(&self, at: Instant) -> u64 {
+        let _ = at;
+        self.now_ms()
+    }
 }
 
 /// The production clock: the wall clock at start plus the monotonic time elapsed since.
@@ -59,8 +67,13 @@ impl Default for MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.base_unix_ms.saturating_add(elapsed)
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        let elapsed = at.saturating_duration_since(self.base).as_millis();
+        self.base_unix_ms
+            .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
     }
 }
 
@@ -127,5 +140,21 @@ mod tests {
         let a = clock.now_ms();
         assert!((start..start + 1_000).contains(&a));
         assert!(clock.now_ms() >= a);
+    }
+
+    /// A moment already read reads as the clock would have then: later by what lies between,
+    /// never before the clock's start; a hand-moved clock keeps its own time.
+    #[test]
+    fn a_moment_already_read_is_turned_into_the_reading() {
+        let before = Instant::now();
+        let clock = MonotonicClock::starting_at(1_000_000);
+        let at = Instant::now();
+        let ms = clock.ms_at(at);
+        assert!((1_000_000..1_001_000).contains(&ms));
+        assert_eq!(clock.ms_at(at + Duration::from_secs(5)), ms + 5_000);
+        assert!(clock.now_ms() >= ms);
+        assert_eq!(clock.ms_at(before), 1_000_000);
+        let manual = ManualClock::new(7);
+        assert_eq!(manual.ms_at(at + Duration::from_secs(5)), 7);
     }
 }

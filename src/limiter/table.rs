@@ -45,6 +45,7 @@
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
@@ -166,6 +167,12 @@ impl Limiter {
     /// Decides `checks` now; see [`Limiter::check_at`].
     pub fn check(&self, checks: &[Check<'_, '_>]) -> Decision {
         self.check_at(self.now_ms(), checks)
+    }
+
+    /// Decides `checks` as of `at`, a moment just read (the request's start), which saves the
+    /// clock a read of its own; see [`Clock::ms_at`].
+    pub fn check_from(&self, at: Instant, checks: &[Check<'_, '_>]) -> Decision {
+        self.check_at(self.clock.ms_at(at), checks)
     }
 
     /// Entries currently in the table.

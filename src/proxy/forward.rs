@@ -178,14 +178,16 @@ pub enum ResponseDeadline {
 
 /// Send an outbound request over `pool` within its deadline and return its answer, streaming,
 /// with when it came (or failed): failures are counted on the route and mapped to 502/504.
+/// `started`: the request's start, read as its handling began (a microsecond or so before the
+/// send), which times the upstream and ages the pool's connections without a clock read here.
 pub async fn send(
     pool: &Pool,
     deadline: ResponseDeadline,
     route: &Route,
     upstream: &Upstream,
     out: Outbound,
+    started: Instant,
 ) -> (Instant, Result<Upstreamed, ProxyError>) {
-    let started = Instant::now();
     let (exchange, client_upgrade) = match out {
         Outbound::Request(rewritten) => {
             let Rewritten {

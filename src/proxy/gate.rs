@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Method, Uri};
 use smallvec::SmallVec;
@@ -48,6 +49,7 @@ pub fn gate(
     limiter: &Limiter,
     req: &View<'_>,
     client_ip: IpAddr,
+    started: Instant,
 ) -> Gate {
     if route.rules.is_empty() {
         return Gate::Pass {
@@ -90,7 +92,7 @@ pub fn gate(
             cost,
         });
     }
-    let decision = limiter.check(&checks);
+    let decision = limiter.check_from(started, &checks);
     count(route, &checks, &decision);
     let denied = match &decision {
         Decision::Deny { check, window, .. } => Some((*check, *window, false)),

@@ -199,44 +199,48 @@ pub fn handle(
         client_ip,
         access,
     };
-    let (mut resp, headers, tally) = match gate(&cfg, route, &state.limiter, &view, client_ip) {
-        Gate::Reject(rejection) => {
-            tally(DecisionLabel::Deny).finish(route, Rejection::STATUS);
-            return Handled::Rejected(rejection);
-        }
-        Gate::Stop(e) => {
-            let tally = tally(DecisionLabel::Error);
-            (e.into_response(), RateHeaders::default(), tally)
-        }
-        Gate::Pass { headers, label } => match &route.target {
-            Target::Direct(d) => (respond::direct(d), headers, tally(label)),
-            Target::Upstreams(ups) => {
-                let ctx = ForwardCtx {
-                    forwarding: &cfg.forwarding,
-                    peer,
-                    proto: state.proto,
-                };
-                let upstream = ups.pick();
-                let out = req.into_outbound(&ctx, &ups.list[upstream]);
-                match out {
-                    Ok(out) => {
-                        let fwd = Forward {
-                            watched: watched.cloned(),
-                            route: index,
-                            upstream,
-                            out,
-                            headers,
-                            tally: tally(label),
-                            cfg,
-                        };
-                        let panics = state.conn_metrics.panics.clone();
-                        return Handled::Forward(Box::pin(guarded(panics, fwd.run(state.clone()))));
-                    }
-                    Err(e) => (e.into_response(), headers, tally(DecisionLabel::Error)),
-                }
+    let (mut resp, headers, tally) =
+        match gate(&cfg, route, &state.limiter, &view, client_ip, started) {
+            Gate::Reject(rejection) => {
+                tally(DecisionLabel::Deny).finish(route, Rejection::STATUS);
+                return Handled::Rejected(rejection);
             }
-        },
-    };
+            Gate::Stop(e) => {
+                let tally = tally(DecisionLabel::Error);
+                (e.into_response(), RateHeaders::default(), tally)
+            }
+            Gate::Pass { headers, label } => match &route.target {
+                Target::Direct(d) => (respond::direct(d), headers, tally(label)),
+                Target::Upstreams(ups) => {
+                    let ctx = ForwardCtx {
+                        forwarding: &cfg.forwarding,
+                        peer,
+                        proto: state.proto,
+                    };
+                    let upstream = ups.pick();
+                    let out = req.into_outbound(&ctx, &ups.list[upstream]);
+                    match out {
+                        Ok(out) => {
+                            let fwd = Forward {
+                                watched: watched.cloned(),
+                                route: index,
+                                upstream,
+                                out,
+                                headers,
+                                tally: tally(label),
+                                cfg,
+                            };
+                            let panics = state.conn_metrics.panics.clone();
+                            return Handled::Forward(Box::pin(guarded(
+                                panics,
+                                fwd.run(state.clone()),
+                            )));
+                        }
+                        Err(e) => (e.into_response(), headers, tally(DecisionLabel::Error)),
+                    }
+                }
+            },
+        };
     headers.apply(resp.headers_mut());
     tally.finish(route, resp.status());
     Handled::Ready(resp)
@@ -264,8 +268,9 @@ impl Forward {
                 Some(heads) => forward::ResponseDeadline::Watched(heads),
                 None => forward::ResponseDeadline::Timer(state.response_timeout),
             };
-            let (ended, sent) =
-                forward::send(&state.pool, deadline, route, &ups.list[upstream], out).await;
+            let up = &ups.list[upstream];
+            let sent = forward::send(&state.pool, deadline, route, up, out, tally.started);
+            let (ended, sent) = sent.await;
             let mut resp = match sent {
                 Ok(Upstreamed::Relayed(relayed)) => {
                     tally.finish_at(route, relayed.status, ended);
