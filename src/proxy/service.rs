@@ -199,48 +199,45 @@ pub fn handle(
         client_ip,
         access,
     };
-    let (mut resp, headers, tally) =
-        match gate(&cfg, route, &state.limiter, &view, client_ip, started) {
-            Gate::Reject(rejection) => {
-                tally(DecisionLabel::Deny).finish(route, Rejection::STATUS);
-                return Handled::Rejected(rejection);
-            }
-            Gate::Stop(e) => {
-                let tally = tally(DecisionLabel::Error);
-                (e.into_response(), RateHeaders::default(), tally)
-            }
-            Gate::Pass { headers, label } => match &route.target {
-                Target::Direct(d) => (respond::direct(d), headers, tally(label)),
-                Target::Upstreams(ups) => {
-                    let ctx = ForwardCtx {
-                        forwarding: &cfg.forwarding,
-                        peer,
-                        proto: state.proto,
-                    };
-                    let upstream = ups.pick();
-                    let out = req.into_outbound(&ctx, &ups.list[upstream]);
-                    match out {
-                        Ok(out) => {
-                            let fwd = Forward {
-                                watched: watched.cloned(),
-                                route: index,
-                                upstream,
-                                out,
-                                headers,
-                                tally: tally(label),
-                                cfg,
-                            };
-                            let panics = state.conn_metrics.panics.clone();
-                            return Handled::Forward(Box::pin(guarded(
-                                panics,
-                                fwd.run(state.clone()),
-                            )));
-                        }
-                        Err(e) => (e.into_response(), headers, tally(DecisionLabel::Error)),
+    let gated = gate(&cfg, route, &state.limiter, &view, client_ip, started);
+    let (mut resp, headers, tally) = match gated {
+        Gate::Reject(rejection) => {
+            tally(DecisionLabel::Deny).finish(route, Rejection::STATUS);
+            return Handled::Rejected(rejection);
+        }
+        Gate::Stop(e) => {
+            let tally = tally(DecisionLabel::Error);
+            (e.into_response(), RateHeaders::default(), tally)
+        }
+        Gate::Pass { headers, label } => match &route.target {
+            Target::Direct(d) => (respond::direct(d), headers, tally(label)),
+            Target::Upstreams(ups) => {
+                let ctx = ForwardCtx {
+                    forwarding: &cfg.forwarding,
+                    peer,
+                    proto: state.proto,
+                };
+                let upstream = ups.pick();
+                let out = req.into_outbound(&ctx, &ups.list[upstream]);
+                match out {
+                    Ok(out) => {
+                        let fwd = Forward {
+                            watched: watched.cloned(),
+                            route: index,
+                            upstream,
+                            out,
+                            headers,
+                            tally: tally(label),
+                            cfg,
+                        };
+                        let panics = state.conn_metrics.panics.clone();
+                        return Handled::Forward(Box::pin(guarded(panics, fwd.run(state.clone()))));
                     }
+                    Err(e) => (e.into_response(), headers, tally(DecisionLabel::Error)),
                 }
-            },
-        };
+            }
+        },
+    };
     headers.apply(resp.headers_mut());
     tally.finish(route, resp.status());
     Handled::Ready(resp)
