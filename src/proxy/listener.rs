@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures_util::future::{self, Either};
 use futures_util::FutureExt;
 use hyper::server::conn::{http1, http2};
@@ -345,12 +346,22 @@ async fn serve_http<I>(
         // The lean path first; hyper takes over for the rest of the connection when a request
         // needs it, and winds down when the watch says so.
         let closing = heads;
-        // Boxed like hyper's connections below: moved into `drive` unboxed, its 4.4 KB were laid
-        // out twice in the connection's task (the argument and the pinned local).
+        // Boxed like hyper's connections below: moved into `drive` unboxed, it would be laid out
+        // twice in the connection's task (the argument and the pinned local).
         let conn = Box::pin(async move {
-            let io = match h1_server::serve(io, &cx).await? {
-                Ended::Closed => return Ok(()),
-                Ended::HandOff(io) => io,
+            // `serve` is boxed on its own (3.5 KB of state), once per connection and again after
+            // each rest: a resting connection holds only this block (408 bytes) and the task.
+            let (mut io, mut read) = (io, BytesMut::new());
+            let io = loop {
+                io = match Box::pin(h1_server::serve(io, read, &cx)).await? {
+                    Ended::Closed => return Ok(()),
+                    Ended::HandOff(io) => break io,
+                    Ended::Rest(io) => io,
+                };
+                match h1_server::rest(&mut io, &cx.heads).await? {
+                    Some(bytes) => read = bytes,
+                    None => return Ok(()),
+                }
             };
             let mut conn = Box::pin(
                 limits
