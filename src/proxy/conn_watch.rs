@@ -42,92 +42,101 @@ enum Event<E> {
     IdleTick,
 }
 
-impl Watch<'_> {
+impl<'a> Watch<'a> {
     /// Drive `conn` to its end, winding it down on shutdown or after one idle period, and ending
     /// it after a missed head deadline or a second idle period.
-    pub async fn drive<C, E>(mut self, conn: C, wind_down: impl Fn(Pin<&mut C>))
+    ///
+    /// A plain fn returning its future, not an `async fn`: an `async fn` keeps its arguments
+    /// twice in its state (as passed and as moved into its body), and this state is part of
+    /// every connection's task for its whole life.
+    #[allow(clippy::manual_async_fn)]
+    pub fn drive<C, E>(
+        mut self,
+        mut conn: Pin<Box<C>>,
+        wind_down: impl Fn(Pin<&mut C>) + 'a,
+    ) -> impl Future<Output = ()> + 'a
     where
-        C: Future<Output = Result<(), E>>,
+        C: Future<Output = Result<(), E>> + 'a,
         E: std::fmt::Display,
     {
-        let peer = self.peer;
-        tokio::pin!(conn);
-        let mut idle = tokio::time::interval(self.limits.idle_timeout);
-        idle.reset();
-        let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
-        let first = Heads::first_look(self.limits.header_timeout, self.every_head);
-        let head_deadline = tokio::time::sleep(first);
-        tokio::pin!(head_deadline);
-        let mut watching_heads = true;
-        // Made once: a new one per wake-up would register with the channel again each time.
-        let stop = crate::shutdown::stopped(&mut self.shutdown);
-        tokio::pin!(stop);
-        let side = Side::new();
-        loop {
-            // The connection first, then the side futures in a fixed order, if one woke us.
-            let event = poll_fn(|cx| {
-                if let Poll::Ready(res) = conn.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Ended(res));
-                }
-                let Some(mut scx) = side.woken(cx) else {
-                    return Poll::Pending;
-                };
-                if !draining && stop.as_mut().poll(&mut scx).is_ready() {
-                    return Poll::Ready(Event::Stop);
-                }
-                if watching_heads && head_deadline.as_mut().poll(&mut scx).is_ready() {
-                    return Poll::Ready(Event::HeadLook);
-                }
-                if idle.poll_tick(&mut scx).is_ready() {
-                    return Poll::Ready(Event::IdleTick);
-                }
-                Poll::Pending
-            })
-            .await;
-            // The side futures are all looked at again after one of them was handled: those
-            // after it in the order were not polled this time.
-            side.again();
-            match event {
-                Event::Ended(res) => {
-                    if let Err(e) = res {
-                        tracing::debug!(?peer, error = %e, "connection ended with an error");
+        async move {
+            let mut idle = tokio::time::interval(self.limits.idle_timeout);
+            idle.reset();
+            let (mut seen, mut strikes, mut draining) = (0u64, 0u8, false);
+            let first = Heads::first_look(self.limits.header_timeout, self.every_head);
+            let head_deadline = tokio::time::sleep(first);
+            tokio::pin!(head_deadline);
+            let mut watching_heads = true;
+            // Made once: a new one per wake-up would register with the channel again each time.
+            let stop = crate::shutdown::stopped(&mut self.shutdown);
+            tokio::pin!(stop);
+            let side = Side::new();
+            loop {
+                // The connection first, then the side futures in a fixed order, if one woke us.
+                let event = poll_fn(|cx| {
+                    if let Poll::Ready(res) = conn.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Ended(res));
                     }
-                    return;
-                }
-                Event::Stop => {
-                    draining = true;
-                    wind_down(conn.as_mut());
-                }
-                Event::HeadLook => {
-                    let now = tokio::time::Instant::now();
-                    let response = self.limits.response_watched.filter(|_| self.every_head);
-                    match self.heads.next_deadline(
-                        self.limits.header_timeout,
-                        self.every_head,
-                        now,
-                        response,
-                    ) {
-                        Deadline::Missed => {
-                            tracing::debug!(
-                                ?peer,
-                                "no request head within header_timeout; closing"
-                            );
-                            return;
+                    let Some(mut scx) = side.woken(cx) else {
+                        return Poll::Pending;
+                    };
+                    if !draining && stop.as_mut().poll(&mut scx).is_ready() {
+                        return Poll::Ready(Event::Stop);
+                    }
+                    if watching_heads && head_deadline.as_mut().poll(&mut scx).is_ready() {
+                        return Poll::Ready(Event::HeadLook);
+                    }
+                    if idle.poll_tick(&mut scx).is_ready() {
+                        return Poll::Ready(Event::IdleTick);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                // The side futures are all looked at again after one of them was handled: those
+                // after it in the order were not polled this time.
+                side.again();
+                match event {
+                    Event::Ended(res) => {
+                        if let Err(e) = res {
+                            tracing::debug!(peer = ?self.peer, error = %e, "connection ended with an error");
                         }
-                        Deadline::At(when) => head_deadline.as_mut().reset(when),
-                        Deadline::None => watching_heads = false,
+                        return;
                     }
-                }
-                Event::IdleTick => {
-                    let now = self.activity.load(Ordering::Relaxed);
-                    // Waiting on an upstream moves no bytes but is not idle.
-                    let busy = self.heads.awaiting_upstream();
-                    strikes = if now == seen && !busy { strikes + 1 } else { 0 };
-                    seen = now;
-                    match strikes {
-                        0 => {}
-                        1 => wind_down(conn.as_mut()),
-                        _ => return,
+                    Event::Stop => {
+                        draining = true;
+                        wind_down(conn.as_mut());
+                    }
+                    Event::HeadLook => {
+                        let now = tokio::time::Instant::now();
+                        let response = self.limits.response_watched.filter(|_| self.every_head);
+                        match self.heads.next_deadline(
+                            self.limits.header_timeout,
+                            self.every_head,
+                            now,
+                            response,
+                        ) {
+                            Deadline::Missed => {
+                                tracing::debug!(
+                                    peer = ?self.peer,
+                                    "no request head within header_timeout; closing"
+                                );
+                                return;
+                            }
+                            Deadline::At(when) => head_deadline.as_mut().reset(when),
+                            Deadline::None => watching_heads = false,
+                        }
+                    }
+                    Event::IdleTick => {
+                        let now = self.activity.load(Ordering::Relaxed);
+                        // Waiting on an upstream moves no bytes but is not idle.
+                        let busy = self.heads.awaiting_upstream();
+                        strikes = if now == seen && !busy { strikes + 1 } else { 0 };
+                        seen = now;
+                        match strikes {
+                            0 => {}
+                            1 => wind_down(conn.as_mut()),
+                            _ => return,
+                        }
                     }
                 }
             }

@@ -21,7 +21,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -195,11 +195,11 @@ pub async fn serve(
             (state.clone(), limits.clone(), tls.clone(), shutdown.clone());
         let token = tracker.enter();
         tokio::spawn(async move {
-            let metrics = state.conn_metrics.clone();
-            let slot = Slot::take(permit, &metrics);
+            let panics = state.conn_metrics.panics.clone();
+            let slot = Slot::take(permit, &state.conn_metrics);
             let conn = connection(stream, slot, peer, state, &limits, tls, shutdown);
             if let Err(panic) = AssertUnwindSafe(conn).catch_unwind().await {
-                metrics.panics.increment(1);
+                panics.increment(1);
                 tracing::error!(?peer, panic = ?panic.downcast_ref::<&str>(), "connection task panicked");
             }
             drop(token);
@@ -213,7 +213,9 @@ pub async fn serve(
 /// after an Upgrade, when the tunnel closes.
 struct Slot {
     _permit: OwnedSemaphorePermit,
-    metrics: ConnMetrics,
+    /// Only the gauge: the slot is part of the socket's type, held in several places of the
+    /// connection's task.
+    open: Gauge,
 }
 
 impl Slot {
@@ -222,18 +224,24 @@ impl Slot {
         metrics.open.increment(1.0);
         Self {
             _permit: permit,
-            metrics: metrics.clone(),
+            open: metrics.open.clone(),
         }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.metrics.open.decrement(1.0);
+        self.open.decrement(1.0);
     }
 }
 
-async fn connection(
+/// Plain fns returning their futures, not `async fn`s, here and in `serve_http` and
+/// `Watch::drive`: an `async fn` keeps its arguments twice in its state (as passed, and as moved
+/// into its body), and these states make up the connection's task for its whole life: 1,152
+/// bytes with tokio's header, from 1,536 (`RUSTC_BOOTSTRAP=1 cargo rustc --release --lib --
+/// -Zprint-type-sizes`).
+#[allow(clippy::manual_async_fn)]
+fn connection(
     stream: TcpStream,
     slot: Slot,
     peer: SocketAddr,
@@ -241,25 +249,27 @@ async fn connection(
     limits: &ConnLimits,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
-) {
-    let activity = Arc::new(AtomicU64::new(0));
-    match tls {
-        None => {
-            let Some(proto) = sniff(&stream, limits.header_timeout).await else {
-                tracing::debug!(?peer, "nothing received within header_timeout; closing");
-                return;
-            };
-            let io = Tracked::new(stream, activity.clone(), slot);
-            serve_http(io, proto, peer, state, limits, activity, shutdown).await
-        }
-        Some(acceptor) => {
-            let io = Tracked::new(stream, activity.clone(), slot);
-            // Boxed, as are hyper's connections below: the task holds the plain lean path's
-            // state inline, and a TLS session or a hyper connection only where one is used.
-            Box::pin(serve_tls(
-                io, acceptor, peer, state, limits, activity, shutdown,
-            ))
-            .await
+) -> impl Future<Output = ()> + '_ {
+    async move {
+        let activity = Arc::new(AtomicU64::new(0));
+        match tls {
+            None => {
+                let Some(proto) = sniff(&stream, limits.header_timeout).await else {
+                    tracing::debug!(?peer, "nothing received within header_timeout; closing");
+                    return;
+                };
+                let io = Tracked::new(stream, activity.clone(), slot);
+                serve_http(io, proto, peer, state, limits, activity, shutdown).await
+            }
+            Some(acceptor) => {
+                let io = Tracked::new(stream, activity.clone(), slot);
+                // Boxed, as are hyper's connections below: the task holds the plain lean path's
+                // state inline, and a TLS session or a hyper connection only where one is used.
+                Box::pin(serve_tls(
+                    io, acceptor, peer, state, limits, activity, shutdown,
+                ))
+                .await
+            }
         }
     }
 }
@@ -287,7 +297,8 @@ async fn serve_tls(
     }
 }
 
-async fn serve_http<I>(
+#[allow(clippy::manual_async_fn)] // See `connection`.
+fn serve_http<I>(
     io: I,
     proto: Proto,
     peer: SocketAddr,
@@ -295,112 +306,110 @@ async fn serve_http<I>(
     limits: &ConnLimits,
     activity: Arc<AtomicU64>,
     shutdown: watch::Receiver<bool>,
-) where
+) -> impl Future<Output = ()> + Send + '_
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let client = Arc::new(Peer::new(peer));
-    let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
-    let lean = (proto == Proto::Http1 && limits.max_headers <= h1_server::MAX_FIELDS).then(|| {
-        h1_server::Ctx {
-            state: state.clone(),
-            client: client.clone(),
-            heads: heads.clone(),
-            max_headers: limits.max_headers,
-            max_head: limits.max_head,
-            response_watched: limits.response_watched.is_some(),
-        }
-    });
-    let seen = heads.clone();
-    let svc = service_fn(move |req| {
-        let mut open = Open::enter(&seen);
-        // A request answered at once (a 429 above all) costs no task state and no allocation.
-        let req = req.map(ClientBody::Left);
-        match guarded_now(&state.conn_metrics.panics, || {
-            handle(&state, req, &client, None)
-        }) {
-            Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
-                resp.map(|body| Counted::new(body, open)),
-            ))),
-            Handled::Rejected(rejection) => Either::Left(future::ready(Ok(rejection
-                .response()
-                .map(|body| Counted::new(body, open))))),
-            Handled::Forward(fwd) => {
-                open.await_upstream();
-                Either::Right(fwd.map(move |answer| {
-                    open.answered();
-                    let resp = answer.into_response();
-                    Ok::<_, Infallible>(resp.map(|body| Counted::new(body, open)))
-                }))
+    async move {
+        let client = Arc::new(Peer::new(peer));
+        let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
+        let lean =
+            (proto == Proto::Http1 && limits.max_headers <= h1_server::MAX_FIELDS).then(|| {
+                h1_server::Ctx {
+                    state: state.clone(),
+                    client: client.clone(),
+                    heads: heads.clone(),
+                    max_headers: limits.max_headers,
+                    max_head: limits.max_head,
+                    response_watched: limits.response_watched.is_some(),
+                }
+            });
+        let seen = heads.clone();
+        let svc = service_fn(move |req| {
+            let mut open = Open::enter(&seen);
+            // A request answered at once (a 429 above all) costs no task state and no allocation.
+            let req = req.map(ClientBody::Left);
+            match guarded_now(&state.conn_metrics.panics, || {
+                handle(&state, req, &client, None)
+            }) {
+                Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
+                    resp.map(|body| Counted::new(body, open)),
+                ))),
+                Handled::Rejected(rejection) => Either::Left(future::ready(Ok(rejection
+                    .response()
+                    .map(|body| Counted::new(body, open))))),
+                Handled::Forward(fwd) => {
+                    open.await_upstream();
+                    Either::Right(fwd.map(move |answer| {
+                        open.answered();
+                        let resp = answer.into_response();
+                        Ok::<_, Infallible>(resp.map(|body| Counted::new(body, open)))
+                    }))
+                }
             }
-        }
-    });
-    let watch = Watch {
-        peer,
-        limits,
-        activity,
-        heads: heads.clone(),
-        every_head: proto == Proto::Http1,
-        shutdown,
-    };
-    if let Some(cx) = lean {
-        // The lean path first; hyper takes over for the rest of the connection when a request
-        // needs it, and winds down when the watch says so.
-        let closing = heads;
-        // Boxed like hyper's connections below: moved into `drive` unboxed, it would be laid out
-        // twice in the connection's task (the argument and the pinned local).
-        let conn = Box::pin(async move {
-            // `serve` is boxed on its own (3.5 KB of state), once per connection and again after
-            // each rest: a resting connection holds only this block (408 bytes) and the task.
-            let (mut io, mut read) = (io, BytesMut::new());
-            let io = loop {
-                io = match Box::pin(h1_server::serve(io, read, &cx)).await? {
-                    Ended::Closed => return Ok(()),
-                    Ended::HandOff(io) => break io,
-                    Ended::Rest(io) => io,
-                };
-                match h1_server::rest(&mut io, &cx.heads).await? {
-                    Some(bytes) => read = bytes,
-                    None => return Ok(()),
-                }
-            };
-            let mut conn = Box::pin(
-                limits
-                    .h1
-                    .serve_connection(TokioIo::new(io), svc)
-                    .with_upgrades(),
-            );
-            let mut shut = false;
-            std::future::poll_fn(|tcx| {
-                if !shut && cx.heads.closing() {
-                    shut = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-                conn.as_mut().poll(tcx)
-            })
-            .await
-            .map_err(BoxError::from)
         });
-        return watch.drive(conn, |_| closing.close()).await;
-    }
-    let io = TokioIo::new(io);
-    match proto {
-        Proto::Http1 => {
-            let conn = Box::pin(limits.h1.serve_connection(io, svc).with_upgrades());
-            watch
-                .drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
+        let watch = Watch {
+            peer,
+            limits,
+            activity,
+            heads: heads.clone(),
+            every_head: proto == Proto::Http1,
+            shutdown,
+        };
+        if let Some(cx) = lean {
+            // The lean path first; hyper takes over for the rest of the connection when a request
+            // needs it, and winds down when the watch says so.
+            let closing = heads;
+            // Boxed like hyper's connections below: moved into `drive` unboxed, it would be laid out
+            // twice in the connection's task (the argument and the pinned local).
+            let conn = Box::pin(async move {
+                // `serve` is boxed on its own (3.5 KB of state), once per connection and again after
+                // each rest: a resting connection holds only this block (408 bytes) and the task.
+                let (mut io, mut read) = (io, BytesMut::new());
+                let io = loop {
+                    io = match Box::pin(h1_server::serve(io, read, &cx)).await? {
+                        Ended::Closed => return Ok(()),
+                        Ended::HandOff(io) => break io,
+                        Ended::Rest(io) => io,
+                    };
+                    match h1_server::rest(&mut io, &cx.heads).await? {
+                        Some(bytes) => read = bytes,
+                        None => return Ok(()),
+                    }
+                };
+                let mut conn = Box::pin(
+                    limits
+                        .h1
+                        .serve_connection(TokioIo::new(io), svc)
+                        .with_upgrades(),
+                );
+                let mut shut = false;
+                std::future::poll_fn(|tcx| {
+                    if !shut && cx.heads.closing() {
+                        shut = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    conn.as_mut().poll(tcx)
+                })
                 .await
+                .map_err(BoxError::from)
+            });
+            return watch.drive(conn, |_| closing.close()).await;
         }
-        Proto::Http2 => {
-            let conn = Box::pin(limits.h2.serve_connection(io, svc));
-            watch
-                .drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
-                .await
-        }
-        Proto::Unknown => {
-            let conn = Box::pin(limits.auto.serve_connection_with_upgrades(io, svc));
-            watch
-                .drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
-                .await
+        let io = TokioIo::new(io);
+        match proto {
+            Proto::Http1 => {
+                let conn = Box::pin(limits.h1.serve_connection(io, svc).with_upgrades());
+                watch.drive(conn, |c| c.graceful_shutdown()).await
+            }
+            Proto::Http2 => {
+                let conn = Box::pin(limits.h2.serve_connection(io, svc));
+                watch.drive(conn, |c| c.graceful_shutdown()).await
+            }
+            Proto::Unknown => {
+                let conn = Box::pin(limits.auto.serve_connection_with_upgrades(io, svc));
+                watch.drive(conn, |c| c.graceful_shutdown()).await
+            }
         }
     }
 }
