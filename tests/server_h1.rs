@@ -2,7 +2,8 @@
 //! from a raw client socket: pipelined requests in order, the hand-over to hyper when a request
 //! has a body, `Connection: close`, HEAD answers with a length and no body, bodies of unknown
 //! length re-chunked, a client that leaves cancelling the request it left behind, and heads
-//! read whole after a connection rested.
+//! read whole after a connection rested, and a resting connection that ends when its client
+//! leaves or on a graceful stop.
 
 mod support;
 
@@ -142,6 +143,26 @@ async fn behind_tollgate() -> (Upstream, TestTollgate) {
 
 fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap()
+}
+
+/// A connection that has been answered one request (`/echo?n=1`).
+async fn served_once(t: &TestTollgate) -> Reader {
+    let mut c = connect(t).await;
+    c.s.write_all(b"GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(c.answer(false).await.status, 200);
+    c
+}
+
+/// Waits (up to `PATIENCE`) for the metric `name` to read `want`, and asserts it does.
+async fn metric_reaches(t: &TestTollgate, name: &str, want: f64) {
+    let read = || async { metric_value(&metrics_text(t).await, name) };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while read().await != Some(want) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(read().await, Some(want), "{name}");
 }
 
 #[tokio::test]
@@ -321,13 +342,7 @@ async fn a_client_that_leaves_cancels_the_request_it_left_waiting() {
 #[tokio::test]
 async fn a_connection_that_rested_still_reads_long_and_split_heads_whole() {
     let (_up, t) = behind_tollgate().await;
-    let (mut rested, mut split) = (connect(&t).await, connect(&t).await);
-    for c in [&mut rested, &mut split] {
-        c.s.write_all(b"GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert_eq!(c.answer(false).await.status, 200);
-    }
+    let (mut rested, mut split) = (served_once(&t).await, served_once(&t).await);
     split
         .s
         .write_all(b"GET /echo?n=2 HTTP/1.1\r\nHo")
@@ -336,13 +351,7 @@ async fn a_connection_that_rested_still_reads_long_and_split_heads_whole() {
     // The watch looks 2 s after the connection began and again 2 s into the wait.
     tokio::time::sleep(Duration::from_millis(2600)).await;
     // One rest: `rested` gave back its buffers; `split`, with half a head buffered, kept them.
-    let rests =
-        || async { metric_value(&metrics_text(&t).await, "tollgate_connections_rested_total") };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while rests().await < Some(1.0) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rests().await, Some(1.0));
+    metric_reaches(&t, "tollgate_connections_rested_total", 1.0).await;
     split.s.write_all(b"st: x\r\n\r\n").await.unwrap();
     let answer = split.answer(false).await;
     assert_eq!(json(&answer.body)["path"], "/echo?n=2");
@@ -365,4 +374,23 @@ async fn a_connection_that_rested_still_reads_long_and_split_heads_whole() {
         .unwrap();
     assert_eq!(json(&rested.answer(false).await.body)["path"], "/echo?n=4");
     t.stop().await;
+}
+
+/// A resting connection (its request state given back, waiting for bytes through the stack)
+/// still ends when its client closes, which the open-connections gauge shows, and ends at once
+/// on a graceful stop: the drain does not wait for it (`drain_timeout` is 30 s here).
+#[tokio::test]
+async fn a_resting_connection_ends_when_its_client_leaves_and_on_a_graceful_stop() {
+    let (_up, t) = behind_tollgate().await;
+    let (mut stays, leaves) = (served_once(&t).await, served_once(&t).await);
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    metric_reaches(&t, "tollgate_connections_rested_total", 2.0).await;
+    metric_reaches(&t, "tollgate_open_connections", 2.0).await;
+    drop(leaves);
+    metric_reaches(&t, "tollgate_open_connections", 1.0).await;
+    let started = std::time::Instant::now();
+    t.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the drain waited {took:?}");
+    stays.assert_ended("a graceful stop").await;
 }
