@@ -237,7 +237,7 @@ impl Drop for Slot {
 
 /// Plain fns returning their futures, not `async fn`s, here and in `serve_http` and
 /// `Watch::drive`: an `async fn` keeps its arguments twice in its state (as passed, and as moved
-/// into its body), and these states make up the connection's task for its whole life: 1,152
+/// into its body), and these states make up the connection's task for its whole life: 1,024
 /// bytes with tokio's header, from 1,536 (`RUSTC_BOOTSTRAP=1 cargo rustc --release --lib --
 /// -Zprint-type-sizes`).
 #[allow(clippy::manual_async_fn)]
@@ -297,7 +297,8 @@ async fn serve_tls(
     }
 }
 
-#[allow(clippy::manual_async_fn)] // See `connection`.
+/// The connection's future from here on is the watch's `drive` itself: everything it needs is
+/// made before it starts, so no state of this fn's is kept beside it (see `connection`).
 fn serve_http<I>(
     io: I,
     proto: Proto,
@@ -310,7 +311,7 @@ fn serve_http<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    async move {
+    {
         let client = Arc::new(Peer::new(peer));
         let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
         let lean =
@@ -394,22 +395,22 @@ where
                 .await
                 .map_err(BoxError::from)
             });
-            return watch.drive(conn, |_| closing.close()).await;
+            return Either::Left(watch.drive(conn, move |_| closing.close()));
         }
         let io = TokioIo::new(io);
-        match proto {
+        Either::Right(match proto {
             Proto::Http1 => {
                 let conn = Box::pin(limits.h1.serve_connection(io, svc).with_upgrades());
-                watch.drive(conn, |c| c.graceful_shutdown()).await
+                Either::Left(watch.drive(conn, |c| c.graceful_shutdown()))
             }
             Proto::Http2 => {
                 let conn = Box::pin(limits.h2.serve_connection(io, svc));
-                watch.drive(conn, |c| c.graceful_shutdown()).await
+                Either::Right(Either::Left(watch.drive(conn, |c| c.graceful_shutdown())))
             }
             Proto::Unknown => {
                 let conn = Box::pin(limits.auto.serve_connection_with_upgrades(io, svc));
-                watch.drive(conn, |c| c.graceful_shutdown()).await
+                Either::Right(Either::Right(watch.drive(conn, |c| c.graceful_shutdown())))
             }
-        }
+        })
     }
 }
