@@ -70,9 +70,6 @@ pub async fn serve<I>(mut io: I, mut rbuf: BytesMut, cx: &Ctx) -> io::Result<End
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    if rbuf.capacity() == 0 {
-        rbuf.reserve(READ_CHUNK);
-    }
     let mut wbuf = Vec::with_capacity(1024);
     // The last answer's header map, cleared: the next forwarded request's (see `Lean`). A 429
     // neither takes it nor has a map of its own to give back.

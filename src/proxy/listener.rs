@@ -235,9 +235,9 @@ impl Drop for Slot {
     }
 }
 
-/// Plain fns returning their futures, not `async fn`s, here and in `serve_http` and
-/// `Watch::drive`: an `async fn` keeps its arguments twice in its state (as passed, and as moved
-/// into its body), and these states make up the connection's task for its whole life: 1,024
+/// Plain fns returning their futures, not `async fn`s, here and in `Watch::drive` (and
+/// `serve_http` returns `drive`'s future itself): an `async fn` keeps its arguments twice in its
+/// state (as passed, and as moved into its body), and these states make up the connection's task for its whole life: 1,024
 /// bytes with tokio's header, from 1,536 (`RUSTC_BOOTSTRAP=1 cargo rustc --release --lib --
 /// -Zprint-type-sizes`).
 #[allow(clippy::manual_async_fn)]
@@ -311,106 +311,103 @@ fn serve_http<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    {
-        let client = Arc::new(Peer::new(peer));
-        let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
-        let lean =
-            (proto == Proto::Http1 && limits.max_headers <= h1_server::MAX_FIELDS).then(|| {
-                h1_server::Ctx {
-                    state: state.clone(),
-                    client: client.clone(),
-                    heads: heads.clone(),
-                    max_headers: limits.max_headers,
-                    max_head: limits.max_head,
-                    response_watched: limits.response_watched.is_some(),
-                }
-            });
-        let seen = heads.clone();
-        let svc = service_fn(move |req| {
-            let mut open = Open::enter(&seen);
-            // A request answered at once (a 429 above all) costs no task state and no allocation.
-            let req = req.map(ClientBody::Left);
-            match guarded_now(&state.conn_metrics.panics, || {
-                handle(&state, req, &client, None)
-            }) {
-                Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
-                    resp.map(|body| Counted::new(body, open)),
-                ))),
-                Handled::Rejected(rejection) => Either::Left(future::ready(Ok(rejection
-                    .response()
-                    .map(|body| Counted::new(body, open))))),
-                Handled::Forward(fwd) => {
-                    open.await_upstream();
-                    Either::Right(fwd.map(move |answer| {
-                        open.answered();
-                        let resp = answer.into_response();
-                        Ok::<_, Infallible>(resp.map(|body| Counted::new(body, open)))
-                    }))
-                }
-            }
-        });
-        let watch = Watch {
-            peer,
-            limits,
-            activity,
+    let client = Arc::new(Peer::new(peer));
+    let heads = Arc::new(Heads::new(tokio::time::Instant::now()));
+    let lean = (proto == Proto::Http1 && limits.max_headers <= h1_server::MAX_FIELDS).then(|| {
+        h1_server::Ctx {
+            state: state.clone(),
+            client: client.clone(),
             heads: heads.clone(),
-            every_head: proto == Proto::Http1,
-            shutdown,
-        };
-        if let Some(cx) = lean {
-            // The lean path first; hyper takes over for the rest of the connection when a request
-            // needs it, and winds down when the watch says so.
-            let closing = heads;
-            // Boxed like hyper's connections below: moved into `drive` unboxed, it would be laid out
-            // twice in the connection's task (the argument and the pinned local).
-            let conn = Box::pin(async move {
-                // `serve` is boxed on its own (3.5 KB of state), once per connection and again after
-                // each rest: a resting connection holds only this block (408 bytes) and the task.
-                let (mut io, mut read) = (io, BytesMut::new());
-                let io = loop {
-                    io = match Box::pin(h1_server::serve(io, read, &cx)).await? {
-                        Ended::Closed => return Ok(()),
-                        Ended::HandOff(io) => break io,
-                        Ended::Rest(io) => io,
-                    };
-                    match h1_server::rest(&mut io, &cx.heads).await? {
-                        Some(bytes) => read = bytes,
-                        None => return Ok(()),
-                    }
-                };
-                let mut conn = Box::pin(
-                    limits
-                        .h1
-                        .serve_connection(TokioIo::new(io), svc)
-                        .with_upgrades(),
-                );
-                let mut shut = false;
-                std::future::poll_fn(|tcx| {
-                    if !shut && cx.heads.closing() {
-                        shut = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    conn.as_mut().poll(tcx)
-                })
-                .await
-                .map_err(BoxError::from)
-            });
-            return Either::Left(watch.drive(conn, move |_| closing.close()));
+            max_headers: limits.max_headers,
+            max_head: limits.max_head,
+            response_watched: limits.response_watched.is_some(),
         }
-        let io = TokioIo::new(io);
-        Either::Right(match proto {
-            Proto::Http1 => {
-                let conn = Box::pin(limits.h1.serve_connection(io, svc).with_upgrades());
-                Either::Left(watch.drive(conn, |c| c.graceful_shutdown()))
+    });
+    let seen = heads.clone();
+    let svc = service_fn(move |req| {
+        let mut open = Open::enter(&seen);
+        // A request answered at once (a 429 above all) costs no task state and no allocation.
+        let req = req.map(ClientBody::Left);
+        match guarded_now(&state.conn_metrics.panics, || {
+            handle(&state, req, &client, None)
+        }) {
+            Handled::Ready(resp) => Either::Left(future::ready(Ok::<_, Infallible>(
+                resp.map(|body| Counted::new(body, open)),
+            ))),
+            Handled::Rejected(rejection) => Either::Left(future::ready(Ok(rejection
+                .response()
+                .map(|body| Counted::new(body, open))))),
+            Handled::Forward(fwd) => {
+                open.await_upstream();
+                Either::Right(fwd.map(move |answer| {
+                    open.answered();
+                    let resp = answer.into_response();
+                    Ok::<_, Infallible>(resp.map(|body| Counted::new(body, open)))
+                }))
             }
-            Proto::Http2 => {
-                let conn = Box::pin(limits.h2.serve_connection(io, svc));
-                Either::Right(Either::Left(watch.drive(conn, |c| c.graceful_shutdown())))
-            }
-            Proto::Unknown => {
-                let conn = Box::pin(limits.auto.serve_connection_with_upgrades(io, svc));
-                Either::Right(Either::Right(watch.drive(conn, |c| c.graceful_shutdown())))
-            }
-        })
+        }
+    });
+    let watch = Watch {
+        peer,
+        limits,
+        activity,
+        heads: heads.clone(),
+        every_head: proto == Proto::Http1,
+        shutdown,
+    };
+    if let Some(cx) = lean {
+        // The lean path first; hyper takes over for the rest of the connection when a request
+        // needs it, and winds down when the watch says so.
+        let closing = heads;
+        // Boxed like hyper's connections below: moved into `drive` unboxed, it would be laid out
+        // twice in the connection's task (the argument and the pinned local).
+        let conn = Box::pin(async move {
+            // `serve` is boxed on its own (3.5 KB of state), once per connection and again after
+            // each rest: a resting connection holds only this block (312 bytes) and the task.
+            let (mut io, mut read) = (io, BytesMut::new());
+            let io = loop {
+                io = match Box::pin(h1_server::serve(io, read, &cx)).await? {
+                    Ended::Closed => return Ok(()),
+                    Ended::HandOff(io) => break io,
+                    Ended::Rest(io) => io,
+                };
+                match h1_server::rest(&mut io, &cx.heads).await? {
+                    Some(bytes) => read = bytes,
+                    None => return Ok(()),
+                }
+            };
+            let mut conn = Box::pin(
+                limits
+                    .h1
+                    .serve_connection(TokioIo::new(io), svc)
+                    .with_upgrades(),
+            );
+            let mut shut = false;
+            std::future::poll_fn(|tcx| {
+                if !shut && cx.heads.closing() {
+                    shut = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                conn.as_mut().poll(tcx)
+            })
+            .await
+            .map_err(BoxError::from)
+        });
+        return Either::Left(watch.drive(conn, move |_| closing.close()));
     }
+    let io = TokioIo::new(io);
+    Either::Right(match proto {
+        Proto::Http1 => {
+            let conn = Box::pin(limits.h1.serve_connection(io, svc).with_upgrades());
+            Either::Left(watch.drive(conn, |c| c.graceful_shutdown()))
+        }
+        Proto::Http2 => {
+            let conn = Box::pin(limits.h2.serve_connection(io, svc));
+            Either::Right(Either::Left(watch.drive(conn, |c| c.graceful_shutdown())))
+        }
+        Proto::Unknown => {
+            let conn = Box::pin(limits.auto.serve_connection_with_upgrades(io, svc));
+            Either::Right(Either::Right(watch.drive(conn, |c| c.graceful_shutdown())))
+        }
+    })
 }
