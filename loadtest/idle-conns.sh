@@ -9,6 +9,9 @@
 # config with server.max_connections = IDLE_CONNS + 1000 (default 10000) and header_timeout and
 # idle_timeout of 5 min: with the default header_timeout (10 s) an idle keep-alive connection is
 # closed 10 s after its last request.
+# HAProxy reserves two file descriptors per connection (maxconn) and will not start past
+# `ulimit -Hn`, so it holds as many idle connections as half that allows (9,900 of a 20,000
+# limit), and its row says how many; the KB column is per connection held.
 # Env: IDLE_CONNS (10000) ACTIVE_CONNECTIONS (16) KEYS (1000: few, so tracked keys add little
 #      RSS) IDLE_SETTLE (3), plus lib.sh's DURATION WARMUP RATE TARGETS PIN. For "direct", RSS
 #      is the upstream nginx's.
@@ -28,6 +31,9 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_CONNS + 2048)) ]; then
     die "ulimit -Hn is $hard; IDLE_CONNS=$IDLE_CONNS needs $((IDLE_CONNS + 2048))"
 fi
 ulimit -n "$hard"
+# HAProxy's own cap, and the idle connections it is given: room for the active ones beside them.
+HAPROXY_MAXCONN=$(( ${hard/unlimited/$((2 * IDLE_CONNS + 4096))} / 2 - 100 ))
+haproxy_idle=$((HAPROXY_MAXCONN - CONNECTIONS - 100))
 
 TG_CONFIG="$WORK/tollgate.toml"
 CFG_SERVER="max_connections = $((IDLE_CONNS + 1000))
@@ -42,8 +48,10 @@ for t in $TARGETS; do
     pid=$(pid_of_target "$t")
     [ -n "$pid" ] || pid=${PID_OF[upstream]}
     rss0=$(status_kb "$pid" VmRSS)
+    n=$IDLE_CONNS
+    [ "$t" = haproxy ] && [ "$haproxy_idle" -lt "$n" ] && n=$haproxy_idle
     : >"$WORK/idle-$t.out"
-    "${PIN_GEN[@]}" python3 "$LT_DIR/idle_conns.py" "$(port_of "$t")" "$IDLE_CONNS" $((DURATION + WARMUP + 120)) \
+    "${PIN_GEN[@]}" python3 "$LT_DIR/idle_conns.py" "$(port_of "$t")" "$n" $((DURATION + WARMUP + 120)) \
         >"$WORK/idle-$t.out" 2>"$WORK/idle-$t.log" &
     PID_OF[idle]=$!
     for _ in $(seq 1200); do

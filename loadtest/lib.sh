@@ -17,7 +17,7 @@ WARMUP=${WARMUP:-1}            # seconds of unmeasured load before each measured
 CONNECTIONS=${CONNECTIONS:-64} # wrk connections
 RATE=${RATE:-100}              # per-key limit, requests per second (tollgate and nginx)
 BURST=${BURST:-100}            # nginx limit_req burst
-TARGETS=${TARGETS:-direct nginx tollgate}
+TARGETS=${TARGETS:-direct nginx haproxy tollgate}
 PORT_BASE=${PORT_BASE:-18100}
 UP_PORT=$PORT_BASE
 TG_PORT=$((PORT_BASE + 1))
@@ -25,6 +25,8 @@ TG_ADMIN_PORT=$((PORT_BASE + 2))
 NGINX_PORT=$((PORT_BASE + 3))
 UP_H2_PORT=$((PORT_BASE + 4))
 NGINX_H2_PORT=$((PORT_BASE + 5))
+HAPROXY_PORT=$((PORT_BASE + 6))
+HAPROXY_H2_PORT=$((PORT_BASE + 7))
 PIN=${PIN:-1}
 LOADGEN_CPUS=${LOADGEN_CPUS:-0}
 SERVER_CPUS=${SERVER_CPUS:-1}
@@ -51,10 +53,11 @@ install_packages() {
         { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
 }
 # need_tools CMD[:PACKAGE]...: installs the Debian packages of missing commands (curl and ps,
-# which lib.sh itself uses, always included).
+# which lib.sh itself uses, always included, and haproxy when TARGETS names it).
 need_tools() {
     local spec pkgs=()
     set -- "$@" curl ps:procps
+    case " $TARGETS " in *" haproxy "*) set -- "$@" haproxy ;; esac
     for spec in "$@"; do
         command -v "${spec%%:*}" >/dev/null || pkgs+=("${spec#*:}")
     done
@@ -160,6 +163,22 @@ start_nginx_limit() {
         "s|__LISTEN_OPTS__|${2:-}|g" "s|__SERVER_EXTRA__|${3:-}|g"
 }
 
+# start_haproxy_limit: the second peer proxy on HAPROXY_PORT, keyed by HAPROXY_KEY (a sample
+# fetch; req.hdr(x-api-key)), with HAPROXY_BIND_OPTS on its bind line, HAPROXY_EXTRA_BIND (a
+# second bind line) and HAPROXY_MAXCONN (8000, as the harness; HAProxy wants two file
+# descriptors per connection under `ulimit -Hn`). `-db`: in the foreground, stopped by its PID.
+start_haproxy_limit() {
+    local dir="$WORK/haproxy"
+    mkdir -p "$dir"
+    render haproxy-limit.cfg "$dir/haproxy.cfg" "s|__PORT__|$HAPROXY_PORT|g" \
+        "s|__KEY_FETCH__|${HAPROXY_KEY:-req.hdr(x-api-key)}|g" "s|__BIND_OPTS__|${HAPROXY_BIND_OPTS:-}|g" \
+        "s|__EXTRA_BIND__|${HAPROXY_EXTRA_BIND:-}|g" "s|__MAXCONN__|${HAPROXY_MAXCONN:-8000}|g"
+    haproxy -c -q -f "$dir/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 ||
+        die "haproxy config rejected: $(cat "$WORK/haproxy.log")"
+    start_server haproxy haproxy -db -f "$dir/haproxy.cfg"
+    wait_port "$HAPROXY_PORT" haproxy
+}
+
 # start_tollgate ARGS...: tollgate on TG_PORT (admin TG_ADMIN_PORT), waits for /ready.
 start_tollgate() {
     start_server tollgate env RUST_LOG="${RUST_LOG:-warn}" "$TG_BIN" "$@"
@@ -224,13 +243,16 @@ EOF
         die "generated config rejected: $(cat "$WORK/check-config.log")"
 }
 
-# start_targets [nginx-limit args]: the upstream, then whichever of nginx/tollgate TARGETS names
-# (tollgate from the file TG_CONFIG when set, else in quick mode with TG_ARGS added to its flags).
+# start_targets [nginx-limit args]: the upstream, then whichever of nginx/haproxy/tollgate
+# TARGETS names (haproxy shaped by the HAPROXY_* variables of start_haproxy_limit; tollgate from
+# the file TG_CONFIG when set, else in quick mode with TG_ARGS added to its flags).
 TG_ARGS=()
 start_targets() {
-    check_ports_free "$UP_PORT" "$TG_PORT" "$TG_ADMIN_PORT" "$NGINX_PORT" "$UP_H2_PORT" "$NGINX_H2_PORT"
+    check_ports_free "$UP_PORT" "$TG_PORT" "$TG_ADMIN_PORT" "$NGINX_PORT" "$UP_H2_PORT" "$NGINX_H2_PORT" \
+        "$HAPROXY_PORT" "$HAPROXY_H2_PORT"
     start_upstream
     case " $TARGETS " in *" nginx "*) start_nginx_limit "$@" ;; esac
+    case " $TARGETS " in *" haproxy "*) start_haproxy_limit ;; esac
     case " $TARGETS " in *" tollgate "*)
         if [ -n "${TG_CONFIG:-}" ]; then start_tollgate --config "$TG_CONFIG"; else quick_tollgate "${TG_ARGS[@]}"; fi ;;
     esac
@@ -241,6 +263,7 @@ port_of() {
     case "$1" in
     direct) echo "$UP_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT" ;;
     tollgate) echo "$TG_PORT" ;;
     *) die "unknown target $1" ;;
     esac
@@ -256,6 +279,7 @@ h2_url_of() {
     case "$1" in
     direct) echo "http://127.0.0.1:$UP_H2_PORT" ;;
     nginx) [ "$SCHEME" = https ] && echo "https://127.0.0.1:$NGINX_PORT" || echo "http://127.0.0.1:$NGINX_H2_PORT" ;;
+    haproxy) [ "$SCHEME" = https ] && echo "https://127.0.0.1:$HAPROXY_PORT" || echo "http://127.0.0.1:$HAPROXY_H2_PORT" ;;
     tollgate) echo "$SCHEME://127.0.0.1:$TG_PORT" ;;
     *) die "unknown target $1" ;;
     esac
@@ -263,7 +287,7 @@ h2_url_of() {
 # The process whose CPU and memory a target's row shows: the proxy; none for direct.
 pid_of_target() {
     case "$1" in
-    nginx | tollgate) echo "${PID_OF[$1]}" ;;
+    nginx | haproxy | tollgate) echo "${PID_OF[$1]}" ;;
     *) echo "" ;;
     esac
 }

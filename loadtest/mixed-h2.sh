@@ -5,7 +5,8 @@
 # KEYS in the query (?key=, since h2load sends one fixed header set). One row per protocol and
 # target; the CPU column is the proxy's CPU over both divided by all requests of both.
 # Direct: wrk on the upstream's HTTP/1.1 port, h2load on its h2c port; nginx 1.22 needs its own
-# h2c port too (a cleartext http2 listener there speaks nothing else); tollgate serves both on one.
+# h2c port too (a cleartext http2 listener there speaks nothing else), and so does HAProxy (a
+# second bind with "proto h2"); tollgate serves both on one.
 # Env: KEYS (100000) H1_CONNECTIONS (32) H2_CLIENTS (4) H2_STREAMS (16), plus lib.sh's DURATION
 #      WARMUP RATE TARGETS PIN.
 source "$(dirname "$0")/lib.sh"
@@ -16,6 +17,7 @@ CONNECTIONS=${H1_CONNECTIONS:-32}
 H2_CLIENTS=${H2_CLIENTS:-4}
 H2_STREAMS=${H2_STREAMS:-16}
 TG_KEY=query:key
+HAPROXY_KEY='url_param(key)' HAPROXY_EXTRA_BIND="bind 127.0.0.1:$HAPROXY_H2_PORT proto h2"
 start_targets "\$arg_key" "" "listen 127.0.0.1:$NGINX_H2_PORT http2;"
 
 table_header "HTTP/1.1 (wrk -c$CONNECTIONS) and h2c (h2load -c$H2_CLIENTS -m$H2_STREAMS) at once, $KEYS keys"

@@ -4,7 +4,8 @@
 # keep-alive, so handshakes are amortised) and h2load over https (h2 by ALPN, H2_CLIENTS x
 # H2_STREAMS). The direct rows are the upstream over plain http / h2c: the cost of TLS shows in
 # the ratio. Keys: random among KEYS, in the query (?key=), as h2load sends one fixed header set.
-# tollgate runs from a generated config with [server] tls; nginx with "listen ... ssl http2".
+# tollgate runs from a generated config with [server] tls; nginx with "listen ... ssl http2";
+# HAProxy with "bind ... ssl crt ... alpn h2,http/1.1".
 # Env: KEYS (100000) H2_CLIENTS (4) H2_STREAMS (16), plus lib.sh's DURATION WARMUP CONNECTIONS
 #      RATE TARGETS PIN.
 source "$(dirname "$0")/lib.sh"
@@ -18,11 +19,15 @@ SCHEME=https
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>"$WORK/openssl.log" || die "openssl: $(cat "$WORK/openssl.log")"
+cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
+HAPROXY_KEY='url_param(key)' HAPROXY_BIND_OPTS="ssl crt $WORK/haproxy.pem alpn h2,http/1.1"
 TG_CONFIG="$WORK/tollgate.toml"
 CFG_KEY=query:key CFG_SERVER="tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\" }" \
     write_config "$TG_CONFIG"
 start_targets "\$arg_key" "ssl http2" "ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
-curl -sfk -o /dev/null "https://127.0.0.1:$TG_PORT/?key=probe" || die "tollgate does not answer over https"
+for t in $TARGETS; do
+    [ "$t" = direct ] || curl -sfk -o /dev/null "$(url_of "$t")?key=probe" || die "$t does not answer over https"
+done
 
 table_header "HTTP/1.1 over TLS (wrk), $KEYS keys"
 compare spread.lua
