@@ -16,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::{Method, Response, StatusCode, Version};
 use hyper::body::{Frame, SizeHint};
@@ -29,14 +29,20 @@ use super::h1_head::{invalid, parse_head, RawHead};
 const MAX_HEADERS: usize = 100;
 /// The largest response head, or chunk-size line plus trailers, we buffer.
 const MAX_HEAD: usize = 64 * 1024;
-/// Free space made in the read buffer before each read.
+/// Free space made in the read buffer before each read of a head, and before a body's first.
 const READ_CHUNK: usize = 8 * 1024;
+/// The most a body read asks for. A read that fills its room doubles the next one up to this:
+/// a large body then crosses in 64 KiB reads and writes, not 8 KiB ones (hyper's client grows
+/// its reads the same way; nginx reads `proxy_buffer_size`, HAProxy its 16 KiB buffer).
+const MAX_BODY_READ: usize = 64 * 1024;
 
 /// An upstream connection and its buffers, reused across exchanges.
 pub struct Conn {
     io: TcpStream,
     buf: BytesMut,
     head: Vec<u8>,
+    /// The room the next body read asks for: [`READ_CHUNK`] to [`MAX_BODY_READ`].
+    read_size: usize,
 }
 
 /// What an exchange brought back: the response head as sent, and its body, which holds the
@@ -81,6 +87,7 @@ impl Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
+            read_size: READ_CHUNK,
         }
     }
 
@@ -172,11 +179,29 @@ impl Conn {
         }
     }
 
-    /// Read more into the buffer; `Ok(0)` at the upstream's end of stream.
+    /// Read more of a body into the buffer; `Ok(0)` at the upstream's end of stream. A read
+    /// that fills its room makes the next one larger, up to [`MAX_BODY_READ`].
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.buf.reserve(READ_CHUNK);
-        let fut = self.io.read_buf(&mut self.buf);
-        std::pin::pin!(fut).poll(cx)
+        // Reserved room can be larger than asked (`BytesMut` may double): the read is bounded.
+        self.buf.reserve(self.read_size);
+        let mut room = (&mut self.buf).limit(self.read_size);
+        let fut = self.io.read_buf(&mut room);
+        let n = ready!(std::pin::pin!(fut).poll(cx))?;
+        if n == self.read_size && self.read_size < MAX_BODY_READ {
+            self.read_size *= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Back to small reads after a large body, and its buffer given back if it grew: an idle
+    /// pooled connection keeps at most [`READ_CHUNK`] of room.
+    fn settle(&mut self) {
+        if self.read_size > READ_CHUNK {
+            self.read_size = READ_CHUNK;
+            if self.buf.is_empty() {
+                self.buf = BytesMut::new();
+            }
+        }
     }
 }
 
@@ -258,7 +283,10 @@ impl Body {
     /// The connection, if the body is complete and the connection may take another request.
     pub fn take_reusable(&mut self) -> Option<Conn> {
         match self.framing {
-            Framing::Done if self.keep_alive => self.conn.take(),
+            Framing::Done if self.keep_alive => self.conn.take().map(|mut conn| {
+                conn.settle();
+                conn
+            }),
             _ => None,
         }
     }
@@ -427,6 +455,43 @@ mod tests {
         assert!(!unread.copy_whole(&mut out, 1 << 20), "not all read yet");
         assert!(matches!(unread.framing, Framing::Length(100)));
         assert_eq!(out, b"headhello");
+    }
+
+    /// A large body's reads grow until a frame is [`MAX_BODY_READ`] bytes, every byte arrives
+    /// in order, and the connection goes back to the pool with small reads and a small buffer.
+    #[tokio::test]
+    async fn a_large_body_is_read_in_growing_reads_and_the_connection_settles() {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+
+        const LEN: usize = 4 << 20;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let io = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut upstream, _) = listener.accept().await.unwrap();
+        let sent: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+        let writer = tokio::spawn({
+            let sent = sent.clone();
+            async move { upstream.write_all(&sent).await.map(|()| upstream) }
+        });
+        let mut body = Body {
+            conn: Some(Conn::new(io)),
+            framing: Framing::Length(LEN as u64),
+            keep_alive: true,
+        };
+        let (mut got, mut largest) = (Vec::with_capacity(LEN), 0);
+        while let Some(frame) = BodyExt::frame(&mut body).await {
+            let data = frame.unwrap().into_data().unwrap();
+            largest = largest.max(data.len());
+            got.extend_from_slice(&data);
+        }
+        let _upstream = writer.await.unwrap().unwrap();
+        assert!(got == sent, "the body arrives whole and in order");
+        assert_eq!(largest, MAX_BODY_READ, "reads grow to the largest");
+        let conn = body.take_reusable().expect("complete and kept alive");
+        assert_eq!(conn.read_size, READ_CHUNK);
+        assert!(conn.buf.capacity() <= READ_CHUNK, "{}", conn.buf.capacity());
     }
 
     #[test]
