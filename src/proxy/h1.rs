@@ -43,6 +43,8 @@ pub struct Conn {
     head: Vec<u8>,
     /// The room the next body read asks for: [`READ_CHUNK`] to [`MAX_BODY_READ`].
     read_size: usize,
+    /// A body's reads grew since the connection last went back to the pool.
+    grew: bool,
 }
 
 /// What an exchange brought back: the response head as sent, and its body, which holds the
@@ -88,6 +90,7 @@ impl Conn {
             buf: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
             read_size: READ_CHUNK,
+            grew: false,
         }
     }
 
@@ -180,28 +183,39 @@ impl Conn {
     }
 
     /// Read more of a body into the buffer; `Ok(0)` at the upstream's end of stream. A read
-    /// that fills its room makes the next one larger, up to [`MAX_BODY_READ`].
+    /// that fills its room makes the next one twice as large, up to [`MAX_BODY_READ`], and one
+    /// under half of it halves it, as hyper's reads do: a slow stream (events, a throttled
+    /// download) that once came fast goes back to small reads and small buffers.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        // Reserved room can be larger than asked (`BytesMut` may double): the read is bounded.
-        self.buf.reserve(self.read_size);
+        let spare = self.buf.capacity() - self.buf.len();
+        if self.buf.is_empty() && (spare < self.read_size || spare > 2 * self.read_size) {
+            // Exactly the room asked (`reserve` may double past it), and no large block kept
+            // alive by its tail once the reads have shrunk.
+            self.buf = BytesMut::with_capacity(self.read_size);
+        } else if spare < self.read_size {
+            self.buf.reserve(self.read_size);
+        }
+        // The read is bounded to `read_size` whatever room there is.
         let mut room = (&mut self.buf).limit(self.read_size);
         let fut = self.io.read_buf(&mut room);
         let n = ready!(std::pin::pin!(fut).poll(cx))?;
         if n == self.read_size && self.read_size < MAX_BODY_READ {
             self.read_size *= 2;
+            self.grew = true;
+        } else if n < self.read_size / 2 && self.read_size > READ_CHUNK {
+            self.read_size /= 2;
         }
         Poll::Ready(Ok(n))
     }
 
-    /// Back to small reads after a large body, and its buffer given back if it grew: an idle
-    /// pooled connection keeps at most [`READ_CHUNK`] of room.
+    /// Back to small reads, and the buffer given back if a body's reads grew it or it is
+    /// larger than a read (a long head): an idle pooled connection keeps at most
+    /// [`READ_CHUNK`] of buffer. One that only ever read small answers keeps its own.
     fn settle(&mut self) {
-        if self.read_size > READ_CHUNK {
-            self.read_size = READ_CHUNK;
-            if self.buf.is_empty() {
-                self.buf = BytesMut::new();
-            }
+        if self.buf.is_empty() && (self.grew || self.buf.capacity() > READ_CHUNK) {
+            self.buf = BytesMut::new();
         }
+        (self.read_size, self.grew) = (READ_CHUNK, false);
     }
 }
 
@@ -492,6 +506,54 @@ mod tests {
         let conn = body.take_reusable().expect("complete and kept alive");
         assert_eq!(conn.read_size, READ_CHUNK);
         assert!(conn.buf.capacity() <= READ_CHUNK, "{}", conn.buf.capacity());
+    }
+
+    /// Reads that came fast and then slow shrink back: a stream that trickles after a burst
+    /// is read in small reads again before its end, with no large buffer kept.
+    #[tokio::test]
+    async fn reads_shrink_when_a_body_slows_down() {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+
+        const BURST: usize = 1 << 20;
+        const TRICKLE: usize = 8;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let io = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut upstream, _) = listener.accept().await.unwrap();
+        let writer = tokio::spawn(async move {
+            upstream.write_all(&vec![7u8; BURST]).await?;
+            for _ in 0..TRICKLE {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                upstream.write_all(&[9u8; 100]).await?;
+            }
+            io::Result::Ok(upstream)
+        });
+        let mut body = Body {
+            conn: Some(Conn::new(io)),
+            framing: Framing::Length((BURST + TRICKLE * 100) as u64),
+            keep_alive: true,
+        };
+        let (mut total, mut largest) = (0, 0);
+        while let Some(frame) = BodyExt::frame(&mut body).await {
+            let data = frame.unwrap().into_data().unwrap();
+            largest = largest.max(data.len());
+            total += data.len();
+        }
+        let _upstream = writer.await.unwrap().unwrap();
+        assert_eq!(total, BURST + TRICKLE * 100);
+        assert_eq!(largest, MAX_BODY_READ, "the burst grew the reads");
+        let conn = body.conn.as_ref().unwrap();
+        assert_eq!(conn.read_size, READ_CHUNK, "shrunk by the small reads");
+        // No 64 KiB block kept alive by its tail while the body trickles.
+        assert!(
+            conn.buf.capacity() <= 2 * READ_CHUNK,
+            "{}",
+            conn.buf.capacity()
+        );
+        let conn = body.take_reusable().expect("complete and kept alive");
+        assert_eq!((conn.read_size, conn.buf.capacity()), (READ_CHUNK, 0));
     }
 
     #[test]
