@@ -10,8 +10,9 @@
 # idle_timeout of 5 min: with the default header_timeout (10 s) an idle keep-alive connection is
 # closed 10 s after its last request.
 # HAProxy reserves two file descriptors per connection (maxconn) and will not start past
-# `ulimit -Hn`, so it holds as many idle connections as half that allows (9,900 of a 20,000
-# limit), and its row says how many; the KB column is per connection held.
+# `ulimit -Hn`, so it holds as many idle connections as half that allows less room for the
+# active ones (9,784 under a limit of 20,000), and its row says how many; the KB column is per
+# connection held.
 # Env: IDLE_CONNS (10000) ACTIVE_CONNECTIONS (16) KEYS (1000: few, so tracked keys add little
 #      RSS) IDLE_SETTLE (3), plus lib.sh's DURATION WARMUP RATE TARGETS PIN. For "direct", RSS
 #      is the upstream nginx's.
@@ -32,7 +33,9 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt $((IDLE_CONNS + 2048)) ]; then
 fi
 ulimit -n "$hard"
 # HAProxy's own cap, and the idle connections it is given: room for the active ones beside them.
+# (at most what the run needs, however high the limit).
 HAPROXY_MAXCONN=$(( ${hard/unlimited/$((2 * IDLE_CONNS + 4096))} / 2 - 100 ))
+[ "$HAPROXY_MAXCONN" -gt $((IDLE_CONNS + CONNECTIONS + 200)) ] && HAPROXY_MAXCONN=$((IDLE_CONNS + CONNECTIONS + 200))
 haproxy_idle=$((HAPROXY_MAXCONN - CONNECTIONS - 100))
 
 TG_CONFIG="$WORK/tollgate.toml"

@@ -53,11 +53,10 @@ install_packages() {
         { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
 }
 # need_tools CMD[:PACKAGE]...: installs the Debian packages of missing commands (curl and ps,
-# which lib.sh itself uses, always included, and haproxy when TARGETS names it).
+# which lib.sh itself uses, always included; haproxy is installed where it is started).
 need_tools() {
     local spec pkgs=()
     set -- "$@" curl ps:procps
-    case " $TARGETS " in *" haproxy "*) set -- "$@" haproxy ;; esac
     for spec in "$@"; do
         command -v "${spec%%:*}" >/dev/null || pkgs+=("${spec#*:}")
     done
@@ -165,14 +164,19 @@ start_nginx_limit() {
 
 # start_haproxy_limit: the second peer proxy on HAPROXY_PORT, keyed by HAPROXY_KEY (a sample
 # fetch; req.hdr(x-api-key)), with HAPROXY_BIND_OPTS on its bind line, HAPROXY_EXTRA_BIND (a
-# second bind line) and HAPROXY_MAXCONN (8000, as the harness; HAProxy wants two file
-# descriptors per connection under `ulimit -Hn`). `-db`: in the foreground, stopped by its PID.
+# second bind line) and HAPROXY_MAXCONN (8000 as in the harness, or less where `ulimit -Hn`
+# is lower: HAProxy wants two file descriptors per connection and will not start without them).
+# `-db`: in the foreground, stopped by its PID.
 start_haproxy_limit() {
-    local dir="$WORK/haproxy"
+    local dir="$WORK/haproxy" hard
+    need_tools haproxy
+    hard=$(ulimit -Hn)
+    [ "$hard" = unlimited ] && hard=$((1 << 20))
+    HAPROXY_MAXCONN=${HAPROXY_MAXCONN:-$((hard / 2 - 100 < 8000 ? hard / 2 - 100 : 8000))}
     mkdir -p "$dir"
     render haproxy-limit.cfg "$dir/haproxy.cfg" "s|__PORT__|$HAPROXY_PORT|g" \
         "s|__KEY_FETCH__|${HAPROXY_KEY:-req.hdr(x-api-key)}|g" "s|__BIND_OPTS__|${HAPROXY_BIND_OPTS:-}|g" \
-        "s|__EXTRA_BIND__|${HAPROXY_EXTRA_BIND:-}|g" "s|__MAXCONN__|${HAPROXY_MAXCONN:-8000}|g"
+        "s|__EXTRA_BIND__|${HAPROXY_EXTRA_BIND:-}|g" "s|__MAXCONN__|$HAPROXY_MAXCONN|g"
     haproxy -c -q -f "$dir/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 ||
         die "haproxy config rejected: $(cat "$WORK/haproxy.log")"
     start_server haproxy haproxy -db -f "$dir/haproxy.cfg"
@@ -248,8 +252,8 @@ EOF
 # the file TG_CONFIG when set, else in quick mode with TG_ARGS added to its flags).
 TG_ARGS=()
 start_targets() {
-    check_ports_free "$UP_PORT" "$TG_PORT" "$TG_ADMIN_PORT" "$NGINX_PORT" "$UP_H2_PORT" "$NGINX_H2_PORT" \
-        "$HAPROXY_PORT" "$HAPROXY_H2_PORT"
+    check_ports_free "$UP_PORT" "$TG_PORT" "$TG_ADMIN_PORT" "$NGINX_PORT" "$UP_H2_PORT" "$NGINX_H2_PORT"
+    case " $TARGETS " in *" haproxy "*) check_ports_free "$HAPROXY_PORT" "$HAPROXY_H2_PORT" ;; esac
     start_upstream
     case " $TARGETS " in *" nginx "*) start_nginx_limit "$@" ;; esac
     case " $TARGETS " in *" haproxy "*) start_haproxy_limit ;; esac

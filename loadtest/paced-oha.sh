@@ -16,6 +16,7 @@ tollgate_bin
 QPS=${QPS:-15000}
 KEY_DIGITS=${KEY_DIGITS:-5}
 TG_KEY=query:key
+HAPROXY_KEY='url_param(key)'
 start_targets "\$arg_key"
 
 # oha_run TARGET SECONDS OUT: one open-loop run at QPS, JSON in OUT.
