@@ -156,15 +156,28 @@ start_nginx() { # start_nginx NAME TEMPLATE PORT [SED-EXPR...]
 }
 start_upstream() { start_nginx upstream upstream-nginx.conf "$UP_PORT"; }
 
-# start_nginx_limit [KEY-VARIABLE [LISTEN-OPTS [SERVER-EXTRA]]]: the peer proxy on NGINX_PORT.
-start_nginx_limit() {
-    start_nginx nginx nginx-limit.conf "$NGINX_PORT" "s|__KEY__|${1:-\$http_x_api_key}|g" \
-        "s|__LISTEN_OPTS__|${2:-}|g" "s|__SERVER_EXTRA__|${3:-}|g"
+# key_of nginx|haproxy|tollgate: how that proxy reads the load's key: the X-Api-Key header, or
+# with KEY_IN=query (h2load and oha send one fixed header set) the query's `key`. One place, so
+# no peer is left keyed on what the load does not send.
+key_of() {
+    case "${KEY_IN:-header}:$1" in
+    query:nginx) echo '$arg_key' ;;
+    query:haproxy) echo 'url_param(key)' ;;
+    query:tollgate) echo query:key ;;
+    *:nginx) echo '$http_x_api_key' ;;
+    *:haproxy) echo 'req.hdr(x-api-key)' ;;
+    *:tollgate) echo header:x-api-key ;;
+    esac
 }
 
-# start_haproxy_limit: the second peer proxy on HAPROXY_PORT, keyed by HAPROXY_KEY (a sample
-# fetch; req.hdr(x-api-key)), with HAPROXY_BIND_OPTS on its bind line, HAPROXY_EXTRA_BIND (a
-# second bind line) and HAPROXY_MAXCONN (8000 as in the harness, or less where `ulimit -Hn`
+# start_nginx_limit [LISTEN-OPTS [SERVER-EXTRA]]: the peer proxy on NGINX_PORT.
+start_nginx_limit() {
+    start_nginx nginx nginx-limit.conf "$NGINX_PORT" "s|__KEY__|$(key_of nginx)|g" \
+        "s|__LISTEN_OPTS__|${1:-}|g" "s|__SERVER_EXTRA__|${2:-}|g"
+}
+
+# start_haproxy_limit: the second peer proxy on HAPROXY_PORT, keyed as `key_of haproxy` says,
+# with HAPROXY_BIND_OPTS on its bind line, HAPROXY_EXTRA_BIND (a second bind line) and HAPROXY_MAXCONN (8000 as in the harness, or less where `ulimit -Hn`
 # is lower: HAProxy wants two file descriptors per connection and will not start without them).
 # `-db`: in the foreground, stopped by its PID.
 start_haproxy_limit() {
@@ -175,7 +188,7 @@ start_haproxy_limit() {
     HAPROXY_MAXCONN=${HAPROXY_MAXCONN:-$((hard / 2 - 100 < 8000 ? hard / 2 - 100 : 8000))}
     mkdir -p "$dir"
     render haproxy-limit.cfg "$dir/haproxy.cfg" "s|__PORT__|$HAPROXY_PORT|g" \
-        "s|__KEY_FETCH__|${HAPROXY_KEY:-req.hdr(x-api-key)}|g" "s|__BIND_OPTS__|${HAPROXY_BIND_OPTS:-}|g" \
+        "s|__KEY_FETCH__|$(key_of haproxy)|g" "s|__BIND_OPTS__|${HAPROXY_BIND_OPTS:-}|g" \
         "s|__EXTRA_BIND__|${HAPROXY_EXTRA_BIND:-}|g" "s|__MAXCONN__|$HAPROXY_MAXCONN|g"
     haproxy -c -q -f "$dir/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 ||
         die "haproxy config rejected: $(cat "$WORK/haproxy.log")"
@@ -197,13 +210,13 @@ start_tollgate() {
 # quick_tollgate [ARGS...]: quick mode in front of the upstream, RATE/s per X-Api-Key, one worker.
 quick_tollgate() {
     start_tollgate --listen "127.0.0.1:$TG_PORT" --admin-listen "127.0.0.1:$TG_ADMIN_PORT" \
-        --upstream "http://127.0.0.1:$UP_PORT" --limit "${TG_LIMIT:-$RATE/s}" --key "${TG_KEY:-header:x-api-key}" \
+        --upstream "http://127.0.0.1:$UP_PORT" --limit "${TG_LIMIT:-$RATE/s}" --key "$(key_of tollgate)" \
         --workers 1 --no-store "$@"
 }
 
 # write_config FILE: a tollgate config file (one worker, one rule "per-key", one route "load"),
 # shaped by these variables when set:
-#   CFG_KEY (header:x-api-key)   CFG_LIMIT (["RATE/s"])   CFG_RULE   extra [[rules]] lines
+#   CFG_KEY (`key_of tollgate`)  CFG_LIMIT (["RATE/s"])   CFG_RULE   extra [[rules]] lines
 #   CFG_SERVER / CFG_LIMITS      extra [server] / [limits] lines
 #   CFG_DB (enabled = false)     [database] lines          CFG_ROUTE  upstream (default) or direct
 write_config() {
@@ -233,7 +246,7 @@ ${CFG_DB:-enabled = false}
 
 [[rules]]
 name = "per-key"
-key = "${CFG_KEY:-header:x-api-key}"
+key = "${CFG_KEY:-$(key_of tollgate)}"
 limits = $limit
 ${CFG_RULE:-}
 
@@ -247,7 +260,7 @@ EOF
         die "generated config rejected: $(cat "$WORK/check-config.log")"
 }
 
-# start_targets [nginx-limit args]: the upstream, then whichever of nginx/haproxy/tollgate
+# start_targets [NGINX-LISTEN-OPTS [NGINX-SERVER-EXTRA]]: the upstream, then whichever of nginx/haproxy/tollgate
 # TARGETS names (haproxy shaped by the HAPROXY_* variables of start_haproxy_limit; tollgate from
 # the file TG_CONFIG when set, else in quick mode with TG_ARGS added to its flags).
 TG_ARGS=()

@@ -16,9 +16,8 @@ export KEYS=${KEYS:-100000} KEY_IN=query
 CONNECTIONS=${H1_CONNECTIONS:-32}
 H2_CLIENTS=${H2_CLIENTS:-4}
 H2_STREAMS=${H2_STREAMS:-16}
-TG_KEY=query:key
-HAPROXY_KEY='url_param(key)' HAPROXY_EXTRA_BIND="bind 127.0.0.1:$HAPROXY_H2_PORT proto h2"
-start_targets "\$arg_key" "" "listen 127.0.0.1:$NGINX_H2_PORT http2;"
+HAPROXY_EXTRA_BIND="bind 127.0.0.1:$HAPROXY_H2_PORT proto h2"
+start_targets "" "listen 127.0.0.1:$NGINX_H2_PORT http2;"
 
 table_header "HTTP/1.1 (wrk -c$CONNECTIONS) and h2c (h2load -c$H2_CLIENTS -m$H2_STREAMS) at once, $KEYS keys"
 for t in $TARGETS; do

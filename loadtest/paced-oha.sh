@@ -5,7 +5,7 @@
 # it would feel it. (wrk measures closed-loop; the shared harness's paced scenario spreads
 # wrk's sends with random delays, which approximates this without the correction.)
 # Keys travel in the query (oha sends one set of headers; `--rand-regex-url` draws each URL):
-# nginx limit_req is keyed by $arg_key, tollgate by query:key, KEY_DIGITS digits (5: 100k keys).
+# every proxy reads it there (`key_of` in lib.sh), KEY_DIGITS digits (5: 100k keys).
 # Targets: direct upstream, nginx limit_req, tollgate (quick mode, one worker, no store).
 # Env: QPS (15000), KEY_DIGITS (5), plus lib.sh's DURATION WARMUP CONNECTIONS RATE TARGETS PIN.
 # oha is not a Debian package: `cargo install oha --locked` (the script says so when missing).
@@ -15,9 +15,8 @@ command -v oha >/dev/null || die "oha is missing: cargo install oha --locked"
 tollgate_bin
 QPS=${QPS:-15000}
 KEY_DIGITS=${KEY_DIGITS:-5}
-TG_KEY=query:key
-HAPROXY_KEY='url_param(key)'
-start_targets "\$arg_key"
+KEY_IN=query
+start_targets
 
 # oha_run TARGET SECONDS OUT: one open-loop run at QPS, JSON in OUT.
 oha_run() {

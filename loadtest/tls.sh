@@ -20,11 +20,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>"$WORK/openssl.log" || die "openssl: $(cat "$WORK/openssl.log")"
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
-HAPROXY_KEY='url_param(key)' HAPROXY_BIND_OPTS="ssl crt $WORK/haproxy.pem alpn h2,http/1.1"
+HAPROXY_BIND_OPTS="ssl crt $WORK/haproxy.pem alpn h2,http/1.1"
 TG_CONFIG="$WORK/tollgate.toml"
-CFG_KEY=query:key CFG_SERVER="tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\" }" \
+CFG_SERVER="tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\" }" \
     write_config "$TG_CONFIG"
-start_targets "\$arg_key" "ssl http2" "ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
+start_targets "ssl http2" "ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
 for t in $TARGETS; do
     [ "$t" = direct ] || curl -sfk -o /dev/null "$(url_of "$t")?key=probe" || die "$t does not answer over https"
 done
